@@ -1,0 +1,1 @@
+"""visionserve: the HTTP service that answers /classify and /detect."""

@@ -1,0 +1,37 @@
+"""POST /classify."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from app.api.deps import ClassifierDep, StateDep, UploadsDep, require_api_key
+from app.api.responses import ERROR_RESPONSES
+from app.api.uploads import IMAGE_REQUEST_BODY
+from app.schemas import ClassifyResponse
+from app.services.classification import classify_uploads
+
+router = APIRouter(tags=["inference"], dependencies=[Depends(require_api_key)])
+
+
+@router.post(
+    "/classify",
+    response_model=ClassifyResponse,
+    response_model_exclude_none=True,
+    responses=ERROR_RESPONSES,
+    openapi_extra=IMAGE_REQUEST_BODY,
+)
+async def classify(
+    served: ClassifierDep,
+    uploads: UploadsDep,
+    state: StateDep,
+    top_k: Annotated[int, Query(ge=1, le=100, description="Classes per image.")] = 5,
+) -> ClassifyResponse:
+    """Classify one or more images (multipart `image` fields, or a raw image/* body)."""
+    return await classify_uploads(
+        uploads,
+        served,
+        top_k=top_k,
+        preparer=state.preparer,
+        timeout_s=state.settings.request_timeout_s,
+        metrics=state.metrics,
+    )

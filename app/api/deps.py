@@ -1,0 +1,75 @@
+"""Dependencies, declared once as Annotated aliases so routes read like prose."""
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from app.api.state import AppState
+from app.api.uploads import read_uploads
+from app.config import Settings
+from app.errors import NotReady, Unauthorized
+from app.runtime.registry import ModelRegistry, ServedModel
+from app.services.uploads import Upload
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from VISION_API_KEYS.")
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+def get_state(request: Request) -> AppState:
+    """The running app's state, or 503 while models are still loading."""
+    state: AppState | None = getattr(request.app.state, "services", None)
+    if state is None or not state.registry.ready:
+        raise NotReady("Models are still loading or the service is stopping.")
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_settings(state: StateDep) -> Settings:
+    """The settings the app was created with."""
+    return state.settings
+
+
+def get_registry(state: StateDep) -> ModelRegistry:
+    """The loaded models."""
+    return state.registry
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+
+
+def require_api_key(
+    settings: SettingsDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header_key: Annotated[str | None, Depends(_api_key_header)],
+) -> None:
+    """When VISION_API_KEYS is set, demand one of them (Bearer or X-API-Key)."""
+    if not settings.api_keys:
+        return
+    offered = bearer.credentials if bearer is not None else header_key
+    if offered is None or not any(
+        hmac.compare_digest(offered.encode(), key.encode()) for key in settings.api_keys
+    ):
+        raise Unauthorized("A valid API key is required (Authorization: Bearer <key>).")
+
+
+def get_classifier(
+    registry: RegistryDep,
+    settings: SettingsDep,
+    model: Annotated[str | None, Query(description="Model name; default from settings.")] = None,
+) -> ServedModel:
+    """The classifier the request names, or the default one."""
+    return registry.get_for_task(model or settings.default_classifier, "classify")
+
+
+async def get_uploads(request: Request, settings: SettingsDep) -> list[Upload]:
+    """The uploaded images."""
+    return await read_uploads(request, settings)
+
+
+ClassifierDep = Annotated[ServedModel, Depends(get_classifier)]
+UploadsDep = Annotated[list[Upload], Depends(get_uploads)]

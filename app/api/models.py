@@ -1,0 +1,34 @@
+"""GET /models and GET /models/{name}: the served models' cards."""
+
+from fastapi import APIRouter, Depends
+
+from app.api.deps import RegistryDep, SettingsDep, require_api_key
+from app.api.responses import ERROR_RESPONSES
+from app.runtime.device import describe_device
+from app.runtime.registry import ServedModel
+from app.schemas import ModelDescription, ModelsResponse
+
+router = APIRouter(tags=["models"], dependencies=[Depends(require_api_key)])
+
+
+@router.get("/models", response_model=ModelsResponse, responses=ERROR_RESPONSES)
+def list_models(registry: RegistryDep, settings: SettingsDep) -> ModelsResponse:
+    """Every served model, with the device it runs on."""
+    return ModelsResponse(
+        device=f"{registry.device} ({describe_device(registry.device)})",
+        default_classifier=settings.default_classifier,
+        default_detector=settings.default_detector,
+        models=[_describe(served) for served in registry.models],
+    )
+
+
+@router.get("/models/{name}", response_model=ModelDescription, responses=ERROR_RESPONSES)
+def get_model(name: str, registry: RegistryDep) -> ModelDescription:
+    """One model's card."""
+    return _describe(registry.get(name))
+
+
+def _describe(served: ServedModel) -> ModelDescription:
+    return ModelDescription(
+        card=served.card, sha256=served.loaded.sha256, device=str(served.loaded.device)
+    )

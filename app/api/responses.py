@@ -1,0 +1,35 @@
+"""The error shape: rendering a ServiceError, and documenting the errors in OpenAPI."""
+
+from typing import Any
+
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+
+from app.errors import ServiceError
+from app.schemas import ErrorResponse
+
+_ERRORS = {
+    400: "invalid_image or invalid_request",
+    401: "unauthorized",
+    404: "model_not_found",
+    409: "wrong_task",
+    413: "payload_too_large, image_too_large or too_many_images",
+    415: "unsupported_media_type",
+    422: "validation",
+    503: "overloaded or not_ready (with Retry-After)",
+    504: "timeout",
+    500: "internal",
+}
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": codes} for status, codes in _ERRORS.items()
+}
+
+
+def render_error(error: ServiceError) -> JSONResponse:
+    """`{"error": {code, message, details}}` with the error's status and headers."""
+    return JSONResponse(
+        {"error": jsonable_encoder(error.to_body())},
+        status_code=error.status_code,
+        headers=error.headers or None,
+    )

@@ -1,0 +1,53 @@
+"""Service settings: read once from the environment (prefix VISION_), nowhere else."""
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service, with units in the names."""
+
+    model_config = SettingsConfigDict(env_prefix="VISION_", frozen=True, protected_namespaces=())
+
+    model_dir: Path = DEFAULT_MODEL_DIR
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    default_classifier: str = "imagenet-mobilenet-v2"
+    default_detector: str = "objects-detector"
+
+    max_batch_size: int = Field(default=16, ge=1, le=256)
+    max_batch_wait_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
+    queue_limit: int = Field(default=256, ge=1)
+    request_timeout_s: float = Field(default=30.0, gt=0.0)
+
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(default=40_000_000, ge=64)
+    min_image_side: int = Field(default=8, ge=1)
+    max_images_per_request: int = Field(default=32, ge=1)
+
+    api_keys: Annotated[frozenset[str], NoDecode] = Field(default=frozenset(), repr=False)
+    torch_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
+    decode_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_api_keys(cls, value: object) -> object:
+        """Accept a comma-separated string, as environments only hold strings."""
+        if isinstance(value, str):
+            return frozenset(key.strip() for key in value.split(",") if key.strip())
+        return value
+
+    @property
+    def max_request_bytes(self) -> int:
+        """Largest body accepted: every image at its limit plus room for multipart framing."""
+        return self.max_images_per_request * (self.max_image_bytes + 16 * 1024)

@@ -1,0 +1,113 @@
+"""create_app(settings): the lifespan that loads models, the routers, one error handler."""
+
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from functools import partial
+
+import anyio
+import torch
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from app.api import classify, health, models
+from app.api.middleware import RequestContextMiddleware
+from app.api.responses import render_error
+from app.api.state import AppState
+from app.config import Settings
+from app.errors import InternalError, ServiceError, ValidationFailed
+from app.imaging import ImageLimits
+from app.observability import ServiceMetrics
+from app.runtime.batching import BatchPolicy
+from app.runtime.device import resolve_device
+from app.runtime.registry import ModelRegistry
+from app.services.uploads import ImagePreparer
+
+logger = logging.getLogger(__name__)
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service; models load in the lifespan, never at import."""
+    settings = settings or Settings()
+    metrics = ServiceMetrics()
+    app = FastAPI(
+        title="visionserve",
+        summary="Batched image classification over HTTP.",
+        version="0.1.0",
+        lifespan=partial(_lifespan, settings=settings, metrics=metrics),
+    )
+    app.add_middleware(
+        RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_request_bytes
+    )
+    app.add_exception_handler(ServiceError, _service_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _internal_error_handler)
+
+    for router in (classify.router, models.router, health.router):
+        app.include_router(router)
+    return app
+
+
+@asynccontextmanager
+async def _lifespan(
+    app: FastAPI, settings: Settings, metrics: ServiceMetrics
+) -> AsyncIterator[None]:
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    device = resolve_device(settings.device)
+    policy = BatchPolicy(
+        max_batch_size=settings.max_batch_size,
+        max_wait_s=settings.max_batch_wait_ms / 1000,
+        queue_limit=settings.queue_limit,
+    )
+    registry = await anyio.to_thread.run_sync(
+        partial(ModelRegistry.from_store, settings.model_dir, device, policy, metrics.observe_batch)
+    )
+    await anyio.to_thread.run_sync(registry.start, settings.max_batch_size)
+    limits = ImageLimits(
+        max_bytes=settings.max_image_bytes,
+        max_pixels=settings.max_image_pixels,
+        min_side=settings.min_image_side,
+    )
+    with ThreadPoolExecutor(settings.decode_threads or None, thread_name_prefix="decode") as pool:
+        app.state.services = AppState(settings, registry, ImagePreparer(limits, pool), metrics)
+        logger.info("ready: %d model(s) on %s", len(registry.models), device)
+        try:
+            yield
+        finally:
+            registry.stop()
+
+
+async def _service_error_handler(request: Request, error: ServiceError) -> JSONResponse:
+    return render_error(error)
+
+
+async def _validation_handler(request: Request, error: RequestValidationError) -> JSONResponse:
+    errors = [
+        {"location": list(item["loc"]), "message": item["msg"], "type": item["type"]}
+        for item in error.errors()
+    ]
+    return render_error(ValidationFailed("The request parameters are invalid.", errors=errors))
+
+
+async def _http_error_handler(request: Request, error: HTTPException) -> JSONResponse:
+    body = {
+        "code": _HTTP_CODES.get(error.status_code, "invalid_request"),
+        "message": str(error.detail),
+        "details": {},
+    }
+    return JSONResponse({"error": body}, status_code=error.status_code, headers=error.headers)
+
+
+async def _internal_error_handler(request: Request, error: Exception) -> JSONResponse:
+    request_id = request.scope.get("state", {}).get("request_id", "unknown")
+    logger.error("internal error in request %s", request_id, exc_info=error)
+    return render_error(
+        InternalError("Internal error; quote the request id.", request_id=request_id)
+    )

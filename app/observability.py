@@ -1,0 +1,88 @@
+"""Prometheus metrics (one registry per app) and logging setup."""
+
+import json
+import logging
+import sys
+from typing import Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class ServiceMetrics:
+    """Every metric the service exports, registered in its own registry (no global state)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "visionserve_http_requests_total",
+            "HTTP requests by route and status code.",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "visionserve_http_request_duration_seconds",
+            "HTTP request latency by route.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.images = Counter(
+            "visionserve_images_total",
+            "Images answered, by model and outcome (ok or an error code).",
+            ["model", "outcome"],
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "visionserve_batch_size",
+            "Images per forward pass.",
+            ["model"],
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "visionserve_batch_duration_seconds",
+            "Wall time of one batched forward pass, postprocessing included.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "visionserve_queue_depth",
+            "Images waiting for or in a forward pass.",
+            ["model"],
+            registry=self.registry,
+        )
+
+    def observe_batch(self, model: str, size: int, seconds: float) -> None:
+        """Record one forward pass."""
+        self.batch_size.labels(model).observe(size)
+        self.batch_seconds.labels(model).observe(seconds)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload)
+
+
+def configure_logging(log_format: Literal["text", "json"], level: str) -> None:
+    """Send our logs to stderr in the configured format."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("app")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False

@@ -1,0 +1,1 @@
+"""Model runtime: card, loader, registry, batcher, device, preprocessing."""

@@ -1,0 +1,164 @@
+"""Dynamic batching: gather concurrent requests into one call on a dedicated worker thread.
+
+The event loop only enqueues and awaits; the worker thread is the only place model code runs.
+The queue is bounded so overload is answered at once (503) instead of with growing latency.
+"""
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from app.errors import NotReady, Overloaded
+
+logger = logging.getLogger(__name__)
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+BatchObserver = Callable[[int, float], None]
+
+
+@dataclass(slots=True)
+class _Pending(Generic[In, Out]):
+    item: In
+    future: "asyncio.Future[Out]"
+    loop: asyncio.AbstractEventLoop
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPolicy:
+    """How long and how large batches may grow, and how many items may wait."""
+
+    max_batch_size: int
+    max_wait_s: float
+    queue_limit: int
+
+
+class DynamicBatcher(Generic[In, Out]):
+    """Runs `run_batch(items) -> outputs` (one output per item) on gathered items."""
+
+    def __init__(
+        self,
+        name: str,
+        run_batch: Callable[[list[In]], Sequence[Out]],
+        policy: BatchPolicy,
+        observe_batch: BatchObserver | None = None,
+    ) -> None:
+        self.name = name
+        self._run_batch = run_batch
+        self._policy = policy
+        self._observe_batch = observe_batch
+        self._queue: queue.SimpleQueue[_Pending[In, Out] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self._accepting = False
+        self._thread = threading.Thread(target=self._serve, name=f"batcher-{name}", daemon=True)
+
+    @property
+    def waiting(self) -> int:
+        """Items queued or in the current batch."""
+        return self._waiting
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        self._accepting = True
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Refuse new work, finish what is queued, and join the worker."""
+        self._accepting = False
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+
+    async def submit_many(self, items: Sequence[In]) -> list[Out]:
+        """Enqueue all items at once (or none) and wait for their outputs, in order."""
+        if not items:
+            return []
+        self._reserve(len(items))
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Out]] = [loop.create_future() for _ in items]
+        for item, future in zip(items, futures, strict=True):
+            self._queue.put(_Pending(item, future, loop))
+        try:
+            return list(await asyncio.gather(*futures))
+        finally:
+            for future in futures:
+                future.cancel()  # a no-op for settled ones; the worker skips the rest
+
+    def _reserve(self, count: int) -> None:
+        if not self._accepting:
+            raise NotReady(f"model {self.name!r} is not accepting work (starting or stopping)")
+        with self._lock:
+            if self._waiting + count > self._policy.queue_limit:
+                raise Overloaded(
+                    f"The queue for model {self.name!r} is full; retry shortly.",
+                    queue_limit=self._policy.queue_limit,
+                )
+            self._waiting += count
+
+    def _serve(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch, stop = self._gather(first)
+            self._execute(batch)
+            if stop:
+                return
+
+    def _gather(self, first: _Pending[In, Out]) -> tuple[list[_Pending[In, Out]], bool]:
+        batch = [first]
+        deadline = time.monotonic() + self._policy.max_wait_s
+        while len(batch) < self._policy.max_batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                pending = (
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
+            except queue.Empty:
+                break
+            if pending is None:
+                return batch, True
+            batch.append(pending)
+        return batch, False
+
+    def _execute(self, batch: list[_Pending[In, Out]]) -> None:
+        live = [pending for pending in batch if not pending.future.done()]
+        started = time.perf_counter()
+        try:
+            if live:
+                outputs = self._run_batch([pending.item for pending in live])
+                if len(outputs) != len(live):
+                    raise RuntimeError(f"{len(live)} inputs gave {len(outputs)} outputs")
+                for pending, output in zip(live, outputs, strict=True):
+                    _settle(pending, output, None)
+                if self._observe_batch is not None:
+                    self._observe_batch(len(live), time.perf_counter() - started)
+        except Exception as error:
+            logger.exception("batch of %d failed in model %r", len(live), self.name)
+            for pending in live:
+                _settle(pending, None, error)
+        finally:
+            with self._lock:
+                self._waiting -= len(batch)
+
+
+def _settle(pending: _Pending[In, Out], output: Out | None, error: BaseException | None) -> None:
+    def settle() -> None:
+        if pending.future.done():
+            return
+        if error is not None:
+            pending.future.set_exception(error)
+        else:
+            pending.future.set_result(output)  # type: ignore[arg-type]
+
+    try:
+        pending.loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the caller's event loop has closed; nobody is waiting any more
+        logger.debug("dropped a result for a closed event loop")

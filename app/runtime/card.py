@@ -1,0 +1,132 @@
+"""The model card: the one contract that training writes and serving reads (versioned)."""
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+CARD_VERSION: Literal[1] = 1
+CARD_FILENAME = "card.json"
+MODEL_FILENAME = "model.pt"
+
+Task = Literal["classify", "detect"]
+Interpolation = Literal["nearest", "bilinear", "bicubic"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Normalization(_Strict):
+    """Mean/std the scripted module applies itself; recorded for people, never reapplied."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+class InputSpec(_Strict):
+    """What serving does to a decoded image before calling the model.
+
+    The model takes a uint8 NCHW tensor in [0, 255]; casting and normalisation happen inside it.
+    """
+
+    color_mode: Literal["RGB", "L"] = "RGB"
+    resize_mode: Literal["shorter_side", "stretch"] = "shorter_side"
+    resize_size: int = Field(ge=1)
+    crop_size: int | None = Field(default=None, ge=1)
+    interpolation: Interpolation = "bilinear"
+    dtype: Literal["uint8"] = "uint8"
+    layout: Literal["NCHW"] = "NCHW"
+    normalization: Normalization | None = None
+
+    @property
+    def channels(self) -> int:
+        """Number of colour channels the model takes."""
+        return 3 if self.color_mode == "RGB" else 1
+
+    @property
+    def tensor_size(self) -> tuple[int, int]:
+        """(height, width) of the tensor handed to the model, for square-cropped inputs."""
+        side = self.crop_size or self.resize_size
+        return side, side
+
+    @model_validator(mode="after")
+    def _crop_fits(self) -> "InputSpec":
+        if self.crop_size is not None and self.crop_size > self.resize_size:
+            raise ValueError("crop_size must not exceed resize_size")
+        return self
+
+
+class Evaluation(_Strict):
+    """The evaluation a model was shipped with."""
+
+    dataset: str
+    split: str
+    values: dict[str, float]
+    source: str = Field(description="who measured it: this project's training run, or upstream")
+    per_class: dict[str, dict[str, float]] | None = None
+
+
+class DetectionSpec(_Strict):
+    """Detector-only facts the service needs to interpret the output."""
+
+    score_threshold: float = Field(ge=0.0, le=1.0)
+    box_format: Literal["xyxy"] = "xyxy"
+    box_coordinates: Literal["input", "original"] = "input"
+
+
+class ModelCard(_Strict):
+    """Self-description embedded in model.pt and written beside it as card.json."""
+
+    card_version: Literal[1] = CARD_VERSION
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    version: str = Field(min_length=1)
+    task: Task
+    architecture: str
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    framework: dict[str, str]
+    labels: tuple[str, ...] = Field(min_length=1)
+    input: InputSpec
+    metrics: tuple[Evaluation, ...] = ()
+    detection: DetectionSpec | None = None
+    training: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _task_fields_agree(self) -> "ModelCard":
+        if (self.task == "detect") != (self.detection is not None):
+            raise ValueError("`detection` is required for detectors and forbidden otherwise")
+        fixed_size = self.input.crop_size is not None or self.input.resize_mode == "stretch"
+        if self.task == "classify" and not fixed_size:
+            raise ValueError("classifiers batch images, so `input` must give a fixed size")
+        return self
+
+    def to_json(self) -> str:
+        """Canonical JSON, as embedded in the archive."""
+        return self.model_dump_json(indent=2)
+
+
+class StoredCard(ModelCard):
+    """card.json beside model.pt: the card plus the archive's sha256."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    def card(self) -> ModelCard:
+        """The embedded card this file claims to describe."""
+        return ModelCard.model_validate(self.model_dump(exclude={"sha256"}))
+
+
+def parse_card(text: str | bytes) -> ModelCard:
+    """Parse and validate an embedded card."""
+    return ModelCard.model_validate_json(text)
+
+
+def parse_stored_card(text: str | bytes) -> StoredCard:
+    """Parse and validate a card.json."""
+    return StoredCard.model_validate_json(text)
+
+
+def stored_card_json(card: ModelCard, sha256: str) -> str:
+    """The card.json text for an archive with this hash."""
+    payload = json.loads(card.to_json()) | {"sha256": sha256}
+    return StoredCard.model_validate(payload).model_dump_json(indent=2) + "\n"

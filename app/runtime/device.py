@@ -1,0 +1,34 @@
+"""Resolve the configured device string to a torch.device, loudly."""
+
+import logging
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+class DeviceUnavailable(RuntimeError):
+    """The configured CUDA device is not present: we never fall back to CPU silently."""
+
+
+def resolve_device(setting: str) -> torch.device:
+    """`auto` picks CUDA when present; an explicit `cuda[:N]` must exist."""
+    if setting == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(setting)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise DeviceUnavailable(f"VISION_DEVICE={setting} but CUDA is not available")
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise DeviceUnavailable(
+                f"VISION_DEVICE={setting} but only {torch.cuda.device_count()} GPU(s) are visible"
+            )
+    logger.info("inference device: %s (%s)", device, describe_device(device))
+    return device
+
+
+def describe_device(device: torch.device) -> str:
+    """A human name for the device, for logs and /models."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu, {torch.get_num_threads()} intra-op threads"

@@ -1,0 +1,118 @@
+"""Load one model folder: verify its hash and card, then torch.jit.load it (the only place)."""
+
+import hashlib
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from pydantic import ValidationError
+
+from app.errors import ModelLoadError
+from app.runtime.card import (
+    CARD_FILENAME,
+    MODEL_FILENAME,
+    ModelCard,
+    StoredCard,
+    parse_card,
+    parse_stored_card,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """A verified TorchScript module on its device, with its card and archive hash."""
+
+    card: ModelCard
+    module: torch.jit.ScriptModule
+    sha256: str
+    device: torch.device
+
+
+def load_model(directory: Path, device: torch.device) -> LoadedModel:
+    """Load `directory/model.pt`, refusing it when card.json's hash or card disagree."""
+    model_path = directory / MODEL_FILENAME
+    if not model_path.is_file():
+        raise ModelLoadError(f"{directory}: no {MODEL_FILENAME} in the model folder")
+    # Hash and load the same bytes, so the file cannot change between the check and the load.
+    archive = model_path.read_bytes()
+    sha256 = hashlib.sha256(archive).hexdigest()
+    stored = _read_stored_card(directory)
+    if stored is not None and stored.sha256 != sha256:
+        raise ModelLoadError(
+            f"{model_path}: sha256 is {sha256} but {CARD_FILENAME} says {stored.sha256}; "
+            "the archive was modified or replaced after export"
+        )
+    module, embedded = _load_archive(model_path, archive, device)
+    if stored is not None:
+        _check_cards_agree(directory, stored, embedded)
+    else:
+        logger.warning(
+            "%s: no %s beside the archive; serving its embedded card", directory, CARD_FILENAME
+        )
+    if embedded.name != directory.name:
+        raise ModelLoadError(
+            f"{directory}: the folder name must equal the card's name {embedded.name!r}"
+        )
+    return LoadedModel(card=embedded, module=module, sha256=sha256, device=device)
+
+
+def discover_model_dirs(model_dir: Path) -> list[Path]:
+    """Every sub-folder of the store that holds a model archive, sorted by name."""
+    if not model_dir.is_dir():
+        raise ModelLoadError(f"the model store {model_dir} does not exist")
+    return sorted(path.parent for path in model_dir.glob(f"*/{MODEL_FILENAME}"))
+
+
+def _read_stored_card(directory: Path) -> StoredCard | None:
+    card_path = directory / CARD_FILENAME
+    if not card_path.is_file():
+        return None
+    try:
+        return parse_stored_card(card_path.read_bytes())
+    except ValidationError as error:
+        raise ModelLoadError(f"{card_path} is not a valid card: {error}") from error
+
+
+def _load_archive(
+    model_path: Path, archive: bytes, device: torch.device
+) -> tuple[torch.jit.ScriptModule, ModelCard]:
+    extra_files = {CARD_FILENAME: ""}
+    try:
+        with warnings.catch_warnings():
+            # TorchScript is the artifact format DESIGN.md chose; its deprecation notice is known.
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(  # type: ignore[no-untyped-call]
+                io.BytesIO(archive), map_location=device, _extra_files=extra_files
+            )
+    except Exception as error:
+        raise ModelLoadError(
+            f"{model_path} is not a loadable TorchScript archive: {error}"
+        ) from error
+    if not extra_files[CARD_FILENAME]:
+        raise ModelLoadError(f"{model_path} has no embedded {CARD_FILENAME}")
+    try:
+        card = parse_card(extra_files[CARD_FILENAME])
+    except ValidationError as error:
+        raise ModelLoadError(f"{model_path}: the embedded card is invalid: {error}") from error
+    module.eval()
+    return module, card
+
+
+def _check_cards_agree(directory: Path, stored: StoredCard, embedded: ModelCard) -> None:
+    beside = stored.card()
+    if beside == embedded:
+        return
+    differing = sorted(
+        field
+        for field in ModelCard.model_fields
+        if getattr(beside, field) != getattr(embedded, field)
+    )
+    raise ModelLoadError(
+        f"{directory}: {CARD_FILENAME} disagrees with the card embedded in {MODEL_FILENAME} "
+        f"on {', '.join(differing)}"
+    )

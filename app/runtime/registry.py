@@ -1,0 +1,142 @@
+"""The model store in memory: every served model with its batcher, looked up by name."""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from app.errors import ModelLoadError, ModelNotFound, WrongTask
+from app.runtime.batching import BatchPolicy, DynamicBatcher
+from app.runtime.card import ModelCard, Task
+from app.runtime.inference import (
+    ClassifyInput,
+    RankedClasses,
+    make_classify_runner,
+    warm_up_inputs,
+)
+from app.runtime.loader import LoadedModel, discover_model_dirs, load_model
+
+logger = logging.getLogger(__name__)
+
+BatchObserver = Callable[[str, int, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    """A loaded model and the batcher that feeds it."""
+
+    loaded: LoadedModel
+    batcher: DynamicBatcher[ClassifyInput, RankedClasses]
+
+    @property
+    def card(self) -> ModelCard:
+        """The model's card."""
+        return self.loaded.card
+
+    @property
+    def name(self) -> str:
+        """The model's name in the store."""
+        return self.loaded.card.name
+
+
+class ModelRegistry:
+    """Loads every model in the store once, warms each up, and hands them out by name."""
+
+    def __init__(self, models: dict[str, ServedModel], device: torch.device) -> None:
+        self._models = models
+        self.device = device
+        self.ready = False
+
+    @classmethod
+    def from_store(
+        cls,
+        model_dir: Path,
+        device: torch.device,
+        policy: BatchPolicy,
+        observe_batch: BatchObserver | None = None,
+    ) -> "ModelRegistry":
+        """Load and verify every model folder under `model_dir`."""
+        models: dict[str, ServedModel] = {}
+        for directory in discover_model_dirs(model_dir):
+            loaded = load_model(directory, device)
+            models[loaded.card.name] = ServedModel(
+                loaded, _make_batcher(loaded, policy, observe_batch)
+            )
+            logger.info(
+                "loaded %s v%s (%s) sha256=%s",
+                loaded.card.name,
+                loaded.card.version,
+                loaded.card.task,
+                loaded.sha256[:12],
+            )
+        if not models:
+            raise ModelLoadError(f"the model store {model_dir} holds no model folders")
+        return cls(models, device)
+
+    @property
+    def models(self) -> list[ServedModel]:
+        """All served models, sorted by name."""
+        return [self._models[name] for name in sorted(self._models)]
+
+    def get(self, name: str) -> ServedModel:
+        """The model called `name`, or 404."""
+        try:
+            return self._models[name]
+        except KeyError:
+            raise ModelNotFound(
+                f"No model named {name!r}.", model=name, available=sorted(self._models)
+            ) from None
+
+    def get_for_task(self, name: str, task: Task) -> ServedModel:
+        """The model called `name`, or 404; 409 when it does another task."""
+        served = self.get(name)
+        if served.card.task != task:
+            raise WrongTask(
+                f"Model {name!r} is a {served.card.task} model; it cannot {task}.",
+                model=name,
+                task=served.card.task,
+            )
+        return served
+
+    def start(self, max_batch_size: int) -> None:
+        """Warm every model up (first call and the largest batch), then start the batchers."""
+        for served in self.models:
+            _warm_up(served, max_batch_size)
+            served.batcher.start()
+        self.ready = True
+
+    def stop(self) -> None:
+        """Stop accepting work and drain every batcher."""
+        self.ready = False
+        for served in self.models:
+            served.batcher.stop()
+
+
+def _make_batcher(
+    loaded: LoadedModel, policy: BatchPolicy, observe_batch: BatchObserver | None
+) -> DynamicBatcher[ClassifyInput, RankedClasses]:
+    if loaded.card.task != "classify":
+        raise ModelLoadError(f"{loaded.card.name}: task {loaded.card.task!r} is not served yet")
+    name = loaded.card.name
+
+    def observe(size: int, seconds: float) -> None:
+        if observe_batch is not None:
+            observe_batch(name, size, seconds)
+
+    return DynamicBatcher(name, make_classify_runner(loaded), policy, observe)
+
+
+def _warm_up(served: ServedModel, max_batch_size: int) -> None:
+    spec = served.card.input
+    height, width = spec.tensor_size
+    sizes = sorted({1, max_batch_size})
+    if served.loaded.device.type == "cuda":
+        sizes = sorted(
+            {1 << power for power in range(max_batch_size.bit_length())} | {max_batch_size}
+        )
+    run = make_classify_runner(served.loaded)
+    for batch in warm_up_inputs(spec.channels, height, width, sorted(sizes)):
+        run(batch)
+    logger.info("warmed up %s with batch sizes %s", served.name, sorted(sizes))

@@ -1,0 +1,1 @@
+"""Use cases: decode -> preprocess -> batched predict -> postprocess."""

@@ -1,0 +1,65 @@
+"""Uploaded files -> preprocessed tensors, decoded in parallel off the event loop."""
+
+import asyncio
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import torch
+
+from app.errors import InternalError, ServiceError
+from app.imaging import ImageLimits, decode_image
+from app.runtime.card import InputSpec
+from app.runtime.preprocessing import draft_size, preprocess_image
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """One uploaded file; `error` is set when it was refused before decoding (e.g. too large)."""
+
+    filename: str | None
+    data: bytes
+    error: ServiceError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedImage:
+    """A model-ready tensor and the upright size of the upload it came from."""
+
+    pixels: torch.Tensor
+    width: int
+    height: int
+
+
+class ImagePreparer:
+    """Decodes and preprocesses uploads on a thread pool (Pillow releases the GIL)."""
+
+    def __init__(self, limits: ImageLimits, executor: Executor) -> None:
+        self.limits = limits
+        self._executor = executor
+
+    async def prepare_all(
+        self, uploads: list[Upload], spec: InputSpec
+    ) -> list[PreparedImage | ServiceError]:
+        """One entry per upload, in order: the tensor, or why that upload cannot be used."""
+        loop = asyncio.get_running_loop()
+        jobs = [
+            loop.run_in_executor(self._executor, self.prepare, upload, spec) for upload in uploads
+        ]
+        return list(await asyncio.gather(*jobs))
+
+    def prepare(self, upload: Upload, spec: InputSpec) -> PreparedImage | ServiceError:
+        """Decode and preprocess one upload (runs in a worker thread)."""
+        if upload.error is not None:
+            return upload.error
+        try:
+            decoded = decode_image(upload.data, self.limits, draft_size(spec))
+            pixels = preprocess_image(decoded.image, spec)
+        except ServiceError as error:
+            return error
+        except Exception:
+            logger.exception("unexpected failure preparing %r", upload.filename)
+            return InternalError("This image could not be processed.", filename=upload.filename)
+        return PreparedImage(pixels=pixels, width=decoded.width, height=decoded.height)

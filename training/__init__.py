@@ -1,0 +1,1 @@
+"""visionserve training: offline model building and export (python -m training ...)."""

@@ -1,0 +1,99 @@
+"""Export a model to models/<name>/: script, embed the card, save, reload, verify (the only save).
+
+The archive is written only after the reloaded scripted module reproduces the eager module's
+outputs on fixed inputs; card.json beside it carries the archive's sha256.
+"""
+
+import hashlib
+import io
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from app.runtime.card import CARD_FILENAME, MODEL_FILENAME, ModelCard, parse_card, stored_card_json
+
+logger = logging.getLogger(__name__)
+
+PARITY_SEED = 20261121
+
+
+class ExportError(RuntimeError):
+    """The scripted model does not reproduce the eager one, or cannot be scripted."""
+
+
+def export_model(
+    module: nn.Module, card: ModelCard, store: Path, *, atol: float = 1e-4, freeze: bool = True
+) -> Path:
+    """Write `store/<card.name>/model.pt` and `card.json`; return the model folder."""
+    module = module.eval()
+    scripted = _script(module, freeze)
+    archive = _serialize(scripted, card)
+    reloaded = _reload(archive, card)
+    check_parity(module, reloaded, card, atol=atol)
+    return _write(archive, card, store / card.name)
+
+
+def parity_inputs(card: ModelCard, batch_size: int = 2) -> torch.Tensor:
+    """Fixed uint8 images shaped as the card's input, from a seeded generator."""
+    height, width = card.input.tensor_size
+    generator = torch.Generator().manual_seed(PARITY_SEED)
+    shape = (batch_size, card.input.channels, height, width)
+    return torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+
+
+def check_parity(
+    eager: nn.Module, scripted: torch.jit.ScriptModule, card: ModelCard, *, atol: float
+) -> None:
+    """Raise ExportError unless both modules give the same outputs on the fixed inputs."""
+    inputs = parity_inputs(card)
+    with torch.inference_mode():
+        expected = eager(inputs)
+        actual = scripted(inputs)
+    if expected.shape != actual.shape:
+        raise ExportError(f"shape mismatch: eager {expected.shape}, scripted {actual.shape}")
+    difference = (expected - actual).abs().max().item()
+    if difference > atol:
+        raise ExportError(f"scripted outputs differ from eager by {difference:.3g} > {atol}")
+    logger.info("export parity: max |eager - scripted| = %.3g", difference)
+
+
+def _script(module: nn.Module, freeze: bool) -> torch.jit.ScriptModule:
+    try:
+        scripted = torch.jit.script(module)
+    except Exception as error:
+        raise ExportError(f"the model cannot be scripted: {error}") from error
+    # Freezing folds batch norm into convolutions and inlines weights: faster inference.
+    return torch.jit.freeze(scripted) if freeze else scripted
+
+
+def _serialize(scripted: torch.jit.ScriptModule, card: ModelCard) -> bytes:
+    buffer = io.BytesIO()
+    torch.jit.save(scripted, buffer, _extra_files={CARD_FILENAME: card.to_json()})
+    return buffer.getvalue()
+
+
+def _reload(archive: bytes, card: ModelCard) -> torch.jit.ScriptModule:
+    extra_files = {CARD_FILENAME: ""}
+    reloaded: torch.jit.ScriptModule = torch.jit.load(  # type: ignore[no-untyped-call]
+        io.BytesIO(archive), map_location="cpu", _extra_files=extra_files
+    )
+    if parse_card(extra_files[CARD_FILENAME]) != card:
+        raise ExportError("the card read back from the archive differs from the one written")
+    return reloaded
+
+
+def _write(archive: bytes, card: ModelCard, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    sha256 = hashlib.sha256(archive).hexdigest()
+    _atomic_write(directory / MODEL_FILENAME, archive)
+    _atomic_write(directory / CARD_FILENAME, stored_card_json(card, sha256).encode())
+    logger.info("exported %s (%d bytes, sha256 %s)", directory, len(archive), sha256[:12])
+    return directory
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_bytes(data)
+    temporary.replace(path)
