@@ -12,7 +12,11 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
 class Settings(BaseSettings):
     """Every knob of the service, with units in the names."""
 
-    model_config = SettingsConfigDict(env_prefix="VISION_", frozen=True, protected_namespaces=())
+    # An empty VISION_* variable means "the default": docker compose passes every setting
+    # through as `${VISION_X:-}`, so unset ones arrive as empty strings.
+    model_config = SettingsConfigDict(
+        env_prefix="VISION_", env_ignore_empty=True, frozen=True, protected_namespaces=()
+    )
 
     model_dir: Path = DEFAULT_MODEL_DIR
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
