@@ -6,6 +6,7 @@ step is guarded and mapped to one of our errors with the reason in `details`.
 """
 
 import io
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,15 @@ _SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 _TRANSPARENT_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})
 _EXIF_ORIENTATION_TAG = 0x0112
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF8", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+_END_MARKERS = {"PNG": b"IEND", "JPEG": b"\xff\xd9", "GIF": b";"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +73,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in _SIXTEEN_BIT_MODES:
         # Pillow's own I;16 -> L conversion clips at 255; scale the 16-bit range instead.
         pixels = np.asarray(image, dtype=np.uint32) >> 8
-        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L")
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     elif image.mode == "F":
         pixels = np.clip(np.asarray(image, dtype=np.float32), 0, 255).astype(np.uint8)
-        image = Image.fromarray(pixels, mode="L")
+        image = Image.fromarray(pixels)
     if image.mode in _TRANSPARENT_MODES or "transparency" in image.info:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -93,6 +103,7 @@ def _open(data: bytes) -> Image.Image:
             f"The image declares too many pixels: {error}", reason="bomb"
         ) from error
     except UnidentifiedImageError as error:
+        _raise_for_broken_header(data)
         kind = sniff_non_image(data)
         raise InvalidImage(
             f"The upload is {kind}, not an image in a supported format "
@@ -100,8 +111,9 @@ def _open(data: bytes) -> Image.Image:
             reason="not_an_image",
             detected=kind,
         ) from error
-    except Exception as error:
-        raise InvalidImage(f"The image header is corrupt: {error}", reason="corrupt") from error
+    except Exception as error:  # malformed headers raise arbitrary types (module docstring)
+        reason = _failure_reason(error)
+        raise InvalidImage(f"The image header is {reason}: {error}", reason=reason) from error
 
 
 def _check_dimensions(width: int, height: int, limits: ImageLimits) -> None:
@@ -127,11 +139,15 @@ def _check_dimensions(width: int, height: int, limits: ImageLimits) -> None:
 def _load_pixels(image: Image.Image) -> None:
     try:
         image.load()
-    except Exception as error:
-        reason = "truncated" if "truncated" in str(error).lower() else "corrupt"
+    except Exception as error:  # decoders raise arbitrary types (module docstring)
+        reason = _failure_reason(error)
         raise InvalidImage(
             f"The image data is {reason}: {error}", reason=reason, format=image.format
         ) from error
+
+
+def _failure_reason(error: Exception) -> str:
+    return "truncated" if "truncated" in str(error).lower() else "corrupt"
 
 
 def _upright_size(image: Image.Image, width: int, height: int) -> tuple[int, int]:
@@ -142,7 +158,7 @@ def _upright_size(image: Image.Image, width: int, height: int) -> tuple[int, int
 def _orientation(image: Image.Image) -> int:
     try:
         value = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
-    except Exception:
+    except Exception:  # a corrupt EXIF block must not cost the whole image
         return 1
     return value if isinstance(value, int) else 1
 
@@ -154,6 +170,21 @@ def _apply_orientation(image: Image.Image) -> Image.Image:
         raise InvalidImage(
             f"The EXIF orientation cannot be applied: {error}", reason="exif"
         ) from error
+
+
+def _raise_for_broken_header(data: bytes) -> None:
+    """An image signature Pillow would not open: say what is wrong with that header."""
+    fmt = next((name for magic, name in _SIGNATURES if data.startswith(magic)), None)
+    if fmt is None:
+        return
+    if fmt == "PNG" and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        if width == 0 or height == 0:
+            raise InvalidImage(f"The image has no pixels ({width}x{height}).", reason="zero_size")
+    end_marker = _END_MARKERS.get(fmt)
+    if end_marker is not None and end_marker not in data[-64:]:
+        raise InvalidImage(f"The {fmt} file is truncated.", reason="truncated", format=fmt)
+    raise InvalidImage(f"The {fmt} header is corrupt.", reason="corrupt", format=fmt)
 
 
 def sniff_non_image(data: bytes) -> str:

@@ -62,7 +62,7 @@ def check_parity(
 def _script(module: nn.Module, freeze: bool) -> torch.jit.ScriptModule:
     try:
         scripted = torch.jit.script(module)
-    except Exception as error:
+    except Exception as error:  # the TorchScript compiler raises many types
         raise ExportError(f"the model cannot be scripted: {error}") from error
     # Freezing folds batch norm into convolutions and inlines weights: faster inference.
     return torch.jit.freeze(scripted) if freeze else scripted

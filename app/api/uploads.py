@@ -1,7 +1,7 @@
 """Read the request body into uploads: multipart `image` fields, or one raw image/* body."""
 
 from fastapi import Request
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
@@ -64,6 +64,13 @@ async def _read_multipart(request: Request, settings: Settings) -> list[Upload]:
         if "too many files" in message.lower():
             raise TooManyImages(f"At most {limit} images per request.", limit=limit) from error
         raise InvalidRequest(f"The multipart body is malformed: {message}") from error
+    try:
+        return await _collect_images(form, settings.max_image_bytes)
+    finally:
+        await form.close()  # spooled temporary files
+
+
+async def _collect_images(form: FormData, max_bytes: int) -> list[Upload]:
     values = form.getlist(IMAGE_FIELD)
     files = [value for value in values if isinstance(value, UploadFile)]
     if not values:
@@ -76,7 +83,7 @@ async def _read_multipart(request: Request, settings: Settings) -> list[Upload]:
         raise ValidationFailed(
             f"Field {IMAGE_FIELD!r} must carry files, not text values.", field=IMAGE_FIELD
         )
-    return [await _read_file(file, settings.max_image_bytes) for file in files]
+    return [await _read_file(file, max_bytes) for file in files]
 
 
 async def _read_file(file: UploadFile, max_bytes: int) -> Upload:

@@ -140,7 +140,7 @@ class DynamicBatcher(Generic[In, Out]):
                     _settle(pending, output, None)
                 if self._observe_batch is not None:
                     self._observe_batch(len(live), time.perf_counter() - started)
-        except Exception as error:
+        except Exception as error:  # a failed batch fails its callers, not the worker
             logger.exception("batch of %d failed in model %r", len(live), self.name)
             for pending in live:
                 _settle(pending, None, error)

@@ -89,7 +89,7 @@ def _load_archive(
             module = torch.jit.load(  # type: ignore[no-untyped-call]
                 io.BytesIO(archive), map_location=device, _extra_files=extra_files
             )
-    except Exception as error:
+    except Exception as error:  # torch raises RuntimeError and others on bad archives
         raise ModelLoadError(
             f"{model_path} is not a loadable TorchScript archive: {error}"
         ) from error

@@ -59,7 +59,7 @@ class ImagePreparer:
             pixels = preprocess_image(decoded.image, spec)
         except ServiceError as error:
             return error
-        except Exception:
+        except Exception:  # one odd file must not fail its neighbours
             logger.exception("unexpected failure preparing %r", upload.filename)
             return InternalError("This image could not be processed.", filename=upload.filename)
         return PreparedImage(pixels=pixels, width=decoded.width, height=decoded.height)

@@ -1,0 +1,86 @@
+"""Shared fixtures: a tiny scripted classifier in a temporary model store, settings, clients."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from torch import nn
+
+from app.config import Settings
+from app.main import create_app
+from app.runtime.card import InputSpec, ModelCard, Normalization
+from training.export import export_model
+from training.models import framework_versions
+from training.modules import NormalizedClassifier
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_MODEL = "tiny-colors"
+
+
+class TopLeftColor(nn.Module):
+    """Classifies by the mean colour of the top-left quadrant: orientation errors change it."""
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        height, width = pixels.shape[2], pixels.shape[3]
+        return pixels[:, :, : height // 2, : width // 2].mean(dim=(2, 3)) * 10.0
+
+
+def tiny_card(name: str = TINY_MODEL, **changes: object) -> ModelCard:
+    """The card of the tiny colour classifier."""
+    card = ModelCard(
+        name=name,
+        version="0.0.1",
+        task="classify",
+        architecture="top-left-color",
+        framework=framework_versions(),
+        labels=("red", "green", "blue"),
+        input=InputSpec(
+            resize_size=32,
+            crop_size=32,
+            normalization=Normalization(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
+        ),
+    )
+    return card.model_copy(update=changes)
+
+
+def tiny_module() -> nn.Module:
+    """The eager tiny classifier, input conversion included."""
+    return NormalizedClassifier(TopLeftColor(), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+
+
+@pytest.fixture(scope="session")
+def model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model store holding the tiny classifier, exported through the real exporter."""
+    store = tmp_path_factory.mktemp("models")
+    export_model(tiny_module(), tiny_card(), store)
+    return store
+
+
+@pytest.fixture
+def settings(model_store: Path) -> Settings:
+    """Settings for the tiny store, with small limits that tests can reach."""
+    return Settings(
+        model_dir=model_store,
+        default_classifier=TINY_MODEL,
+        max_batch_size=8,
+        max_batch_wait_ms=2.0,
+        max_image_bytes=2 * 1024 * 1024,
+        max_image_pixels=4_000_000,
+        max_images_per_request=4,
+        decode_threads=2,
+    )
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """The real app through its lifespan."""
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Run async tests on asyncio (the loop uvicorn uses)."""
+    return "asyncio"

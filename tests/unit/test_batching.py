@@ -1,0 +1,111 @@
+"""DynamicBatcher: gathering, one output per input, overload, failures."""
+
+import asyncio
+import threading
+
+import pytest
+
+from app.errors import NotReady, Overloaded
+from app.runtime.batching import BatchPolicy, DynamicBatcher
+
+pytestmark = pytest.mark.anyio
+
+
+def doubling_batcher(
+    batches: list[list[int]], policy: BatchPolicy, gate: threading.Event | None = None
+) -> DynamicBatcher[int, int]:
+    def run(items: list[int]) -> list[int]:
+        if gate is not None:
+            gate.wait(5)
+        batches.append(items)
+        return [item * 2 for item in items]
+
+    return DynamicBatcher("double", run, policy)
+
+
+async def test_concurrent_submissions_share_one_call() -> None:
+    batches: list[list[int]] = []
+    batcher = doubling_batcher(
+        batches, BatchPolicy(max_batch_size=4, max_wait_s=1.0, queue_limit=8)
+    )
+    batcher.start()
+    try:
+        results = await asyncio.gather(*(batcher.submit_many([n]) for n in range(4)))
+    finally:
+        batcher.stop()
+    assert results == [[0], [2], [4], [6]]
+    assert [sorted(batch) for batch in batches] == [[0, 1, 2, 3]]
+
+
+async def test_batches_are_capped_at_the_max_size() -> None:
+    batches: list[list[int]] = []
+    batcher = doubling_batcher(
+        batches, BatchPolicy(max_batch_size=3, max_wait_s=0.2, queue_limit=8)
+    )
+    batcher.start()
+    try:
+        assert await batcher.submit_many(list(range(7))) == [0, 2, 4, 6, 8, 10, 12]
+    finally:
+        batcher.stop()
+    assert [len(batch) for batch in batches] == [3, 3, 1]
+
+
+async def test_full_queue_is_refused_at_once() -> None:
+    gate = threading.Event()
+    batcher = doubling_batcher(
+        [], BatchPolicy(max_batch_size=1, max_wait_s=0.0, queue_limit=2), gate
+    )
+    batcher.start()
+    try:
+        first = asyncio.ensure_future(batcher.submit_many([1, 2]))
+        await asyncio.sleep(0.05)
+        with pytest.raises(Overloaded):
+            await batcher.submit_many([3])
+        gate.set()
+        assert await first == [2, 4]
+        assert await batcher.submit_many([3]) == [6]  # capacity is given back
+    finally:
+        gate.set()
+        batcher.stop()
+
+
+async def test_a_failing_batch_fails_its_items_and_the_next_batch_works() -> None:
+    calls = 0
+
+    def run(items: list[int]) -> list[int]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("boom")
+        return items
+
+    batcher = DynamicBatcher(
+        "flaky", run, BatchPolicy(max_batch_size=4, max_wait_s=0.0, queue_limit=8)
+    )
+    batcher.start()
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            await batcher.submit_many([1])
+        assert await batcher.submit_many([5]) == [5]
+    finally:
+        batcher.stop()
+
+
+async def test_a_wrong_number_of_outputs_is_an_error() -> None:
+    batcher: DynamicBatcher[int, int] = DynamicBatcher(
+        "lossy",
+        lambda items: items[:-1],
+        BatchPolicy(max_batch_size=2, max_wait_s=1.0, queue_limit=8),
+    )
+    batcher.start()
+    try:
+        with pytest.raises(RuntimeError, match="2 inputs gave 1 outputs"):
+            await batcher.submit_many([1, 2])
+    finally:
+        batcher.stop()
+
+
+async def test_stopped_batcher_refuses_work() -> None:
+    batcher = doubling_batcher([], BatchPolicy(max_batch_size=1, max_wait_s=0.0, queue_limit=1))
+    with pytest.raises(NotReady):
+        await batcher.submit_many([1])
