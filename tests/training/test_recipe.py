@@ -1,0 +1,124 @@
+"""Recipe parts: schedule, optimizer groups, frozen backbone, class balance, sharded samplers."""
+
+import itertools
+import math
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.training.helpers import quick_config
+from training.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint
+from training.config import ConfigError, TrainConfig
+from training.distributed import EpochSampler, ShardSampler
+from training.models import create_classifier
+from training.modules import NormalizedClassifier
+from training.recipe import build_optimizer, build_scheduler, class_weights, lr_factor
+
+
+def small_model() -> NormalizedClassifier:
+    return NormalizedClassifier(create_classifier("smallcnn", 3, in_channels=1).backbone,
+                                (0.5,), (0.25,))  # fmt: skip
+
+
+def test_warmup_then_cosine_to_the_floor() -> None:
+    factors = [lr_factor(step, 100, 10, 0.01) for step in range(101)]
+    assert factors[0] == pytest.approx(0.1)
+    assert factors[9] == pytest.approx(1.0)
+    assert factors[55] == pytest.approx(0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert factors[100] == pytest.approx(0.01)
+    assert all(a >= b for a, b in itertools.pairwise(factors[9:]))
+
+
+def test_no_weight_decay_on_biases_and_norms(tmp_path: Path) -> None:
+    optimizer = build_optimizer(small_model(), "fc", quick_config("x", tmp_path))
+    for group in optimizer.param_groups:
+        is_matrix = all(p.ndim > 1 for p in group["params"])
+        assert (group["weight_decay"] > 0) == is_matrix
+    assert {group["part"] for group in optimizer.param_groups} == {"backbone", "head"}
+
+
+def test_sgd_is_nesterov(tmp_path: Path) -> None:
+    optimizer = build_optimizer(small_model(), "fc", quick_config("x", tmp_path, optimizer="sgd"))
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert optimizer.param_groups[0]["nesterov"]
+
+
+def test_frozen_backbone_has_zero_learning_rate_for_its_epochs(tmp_path: Path) -> None:
+    config = quick_config("x", tmp_path, epochs=4, freeze_backbone_epochs=1, warmup_epochs=0)
+    optimizer = build_optimizer(small_model(), "fc", config)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch=5, step=0)
+    rates = {group["part"]: group["lr"] for group in optimizer.param_groups}
+    assert rates == {"backbone": 0.0, "head": pytest.approx(config.lr)}
+    for _ in range(5):
+        optimizer.step()
+        scheduler.step()
+    assert all(group["lr"] > 0 for group in optimizer.param_groups)
+
+
+def test_scheduler_resumes_at_its_step(tmp_path: Path) -> None:
+    config = quick_config("x", tmp_path, epochs=4, warmup_epochs=1)
+    fresh = build_optimizer(small_model(), "fc", config)
+    scheduler = build_scheduler(fresh, config, 10, 0)
+    for _ in range(17):
+        fresh.step()
+        scheduler.step()
+    resumed = build_optimizer(small_model(), "fc", config)
+    resumed.load_state_dict(fresh.state_dict())
+    build_scheduler(resumed, config, 10, 17)
+    assert resumed.param_groups[0]["lr"] == pytest.approx(fresh.param_groups[0]["lr"])
+
+
+def test_class_weights_are_inverse_frequency() -> None:
+    weights = class_weights([0] * 30 + [1] * 10, 2)
+    assert weights.tolist() == pytest.approx([40 / 60, 40 / 20])
+
+
+def test_epoch_sampler_shards_evenly_and_reshuffles_per_epoch() -> None:
+    ranks = [EpochSampler(11, seed=1, rank=r, world_size=2) for r in range(2)]
+    first = [list(sampler) for sampler in ranks]
+    assert [len(order) for order in first] == [6, 6]  # padded so both ranks step together
+    assert set(first[0] + first[1]) == set(range(11))
+    for sampler in ranks:
+        sampler.set_epoch(1)
+    assert [list(sampler) for sampler in ranks] != first
+
+
+def test_balanced_sampler_draws_minority_classes_more_often() -> None:
+    targets = [0] * 90 + [1] * 10
+    per_class = class_weights(targets, 2)
+    sampler = EpochSampler(100, seed=0, weights=[float(per_class[t]) for t in targets])
+    drawn = Counter(targets[i] for i in list(sampler) * 20)
+    assert 0.4 < drawn[1] / sum(drawn.values()) < 0.6
+
+
+def test_shard_sampler_sees_each_index_once() -> None:
+    shards = [list(ShardSampler(7, rank, 3)) for rank in range(3)]
+    assert sorted(index for shard in shards for index in shard) == list(range(7))
+
+
+def test_checkpoint_round_trips_with_weights_only(tmp_path: Path) -> None:
+    model = small_model()
+    optimizer = build_optimizer(model, "fc", quick_config("x", tmp_path))
+    state = TrainState(epoch=2, step=20, best_score=0.5, history=[{"epoch": 1.0}])
+    checkpoint = Checkpoint(
+        model.state_dict(), optimizer.state_dict(), {}, state, {"epochs": 3}, "smallcnn",
+        ("a", "b", "c"), {"resize_size": 28},
+    )  # fmt: skip
+    save_checkpoint(checkpoint, tmp_path / "last.pt")
+    torch.load(tmp_path / "last.pt", weights_only=True)
+    loaded = load_checkpoint(tmp_path / "last.pt")
+    assert loaded.state == state
+    assert loaded.labels == ("a", "b", "c")
+    assert torch.equal(loaded.model["backbone.fc.weight"], model.state_dict()["backbone.fc.weight"])
+
+
+def test_config_validates_and_round_trips() -> None:
+    config = TrainConfig(data="builtin:fashion-mnist", name="x", image_size=32)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="epochs"):
+        TrainConfig(data="d", epochs=0)
+    with pytest.raises(ConfigError, match="unknown configuration keys: colour"):
+        TrainConfig.from_dict(config.to_dict() | {"colour": "red"})
+    assert TrainConfig(data="/data/My Shoes/").model_name == "my-shoes"

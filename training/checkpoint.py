@@ -1,0 +1,102 @@
+"""Training checkpoints: plain tensors, numbers and strings, so `weights_only=True` loads them.
+
+A checkpoint holds everything needed to resume (model, optimizer, scaler, epoch, schedule step,
+early-stopping state, history) and to export (architecture, labels, input spec, config).
+"""
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+BEST = "best.pt"
+LAST = "last.pt"
+
+
+@dataclass
+class TrainState:
+    """Where a run is: the next epoch to train, the best result so far, the history."""
+
+    epoch: int = 0
+    step: int = 0
+    best_score: float = float("-inf")
+    best_epoch: int = -1
+    stale_epochs: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Checkpoint form."""
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "stale_epochs": self.stale_epochs,
+            "history": self.history,
+            "wall_time_s": self.wall_time_s,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainState":
+        """Inverse of to_dict."""
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The contents of best.pt / last.pt."""
+
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scaler: dict[str, Any]
+    state: TrainState
+    config: dict[str, Any]
+    arch: str
+    labels: tuple[str, ...]
+    input_spec: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: Path) -> None:
+    """Write atomically, so an interrupted save never leaves a truncated checkpoint."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "model": checkpoint.model,
+        "optimizer": checkpoint.optimizer,
+        "scaler": checkpoint.scaler,
+        "state": checkpoint.state.to_dict(),
+        "config": checkpoint.config,
+        "arch": checkpoint.arch,
+        "labels": list(checkpoint.labels),
+        "input_spec": checkpoint.input_spec,
+        "extra": checkpoint.extra,
+    }
+    temporary = path.with_suffix(".tmp")
+    torch.save(payload, temporary)
+    temporary.replace(path)
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Read a checkpoint with weights_only=True (no arbitrary code runs while loading)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a visionserve training checkpoint")
+    return Checkpoint(
+        model=payload["model"],
+        optimizer=payload["optimizer"],
+        scaler=payload["scaler"],
+        state=TrainState.from_dict(payload["state"]),
+        config=payload["config"],
+        arch=payload["arch"],
+        labels=tuple(payload["labels"]),
+        input_spec=payload["input_spec"],
+        extra=payload.get("extra", {}),
+    )

@@ -1,0 +1,132 @@
+"""A finished run's outputs: metrics and plots in the run folder, the model in the store."""
+
+import logging
+import os
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.runtime.card import InputSpec, ModelCard
+from app.runtime.device import describe_device
+from training.config import TrainConfig
+from training.data import DataSplits
+from training.datacheck import DatasetReport
+from training.engine import Mistake
+from training.export import export_model
+from training.metrics import ClassificationMetrics
+from training.models import framework_versions
+from training.modules import NormalizedClassifier
+from training.report import (
+    CONFUSION_PNG,
+    CURVES_PNG,
+    METRICS_JSON,
+    MISCLASSIFIED_PNG,
+    plot_confusion,
+    plot_curves,
+    plot_misclassified,
+    write_json,
+)
+from training.transforms import EvalPreset
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILES = (METRICS_JSON, CONFUSION_PNG, CURVES_PNG, MISCLASSIFIED_PNG)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a run measured, ready to be written and put in a card."""
+
+    config: TrainConfig
+    data: DataSplits
+    dataset_report: DatasetReport
+    spec: InputSpec
+    split: str
+    final: ClassificationMetrics
+    best_val: ClassificationMetrics
+    history: list[dict[str, float]]
+    training: dict[str, Any]
+
+
+def write_outputs(outcome: Outcome, mistakes: list[Mistake], run_dir: Path) -> None:
+    """metrics.json, the confusion matrix, the curves and the misclassified grid."""
+    write_json(
+        {
+            "dataset": outcome.data.dataset,
+            "split": outcome.split,
+            outcome.split: outcome.final.to_dict(),
+            "val": outcome.best_val.to_dict(),
+            "training": outcome.training,
+        },
+        run_dir / METRICS_JSON,
+    )
+    title = f"{outcome.config.model_name} on {outcome.data.dataset} {outcome.split}"
+    plot_confusion(outcome.final, run_dir / CONFUSION_PNG, title)
+    plot_curves(outcome.history, run_dir / CURVES_PNG)
+    _, images = outcome.data.final
+    preset = EvalPreset(outcome.spec)
+    labels = outcome.data.classes
+    pictures = [preset(images.load(mistake.position)) for mistake in mistakes]
+    captions = [f"{labels[m.target]} -> {labels[m.predicted]}" for m in mistakes]
+    plot_misclassified(pictures, captions, run_dir / MISCLASSIFIED_PNG, f"misclassified: {title}")
+
+
+def export_outcome(outcome: Outcome, model: NormalizedClassifier, run_dir: Path) -> Path:
+    """Export the model with its card to the store and copy the run's report beside it."""
+    config = outcome.config
+    source = f"visionserve training run {run_dir.name}"
+    card = ModelCard(
+        name=config.model_name,
+        version=config.model_version,
+        task="classify",
+        architecture=config.arch,
+        framework=framework_versions(),
+        labels=outcome.data.classes,
+        input=outcome.spec,
+        metrics=(
+            outcome.final.to_evaluation(outcome.data.dataset, outcome.split, source),
+            outcome.best_val.to_evaluation(outcome.data.dataset, "val", source),
+        ),
+        training=outcome.training,
+    )
+    module = model.cpu().float().to(memory_format=torch.contiguous_format).eval()
+    directory = export_model(module, card, config.store)
+    for name in REPORT_FILES:
+        shutil.copyfile(run_dir / name, directory / name)
+    return directory
+
+
+def machine_description(device: torch.device, world_size: int) -> dict[str, Any]:
+    """Where the run happened, for the card."""
+    return {
+        "cpu": _cpu_name(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": describe_device(device),
+        "processes": world_size,
+        "platform": platform.platform(),
+    }
+
+
+def unique_run_dir(runs: Path, name: str) -> Path:
+    """runs/<name>, or runs/<name>-2, -3, ... if taken."""
+    candidate = runs / name
+    suffix = 2
+    while candidate.exists():
+        candidate = runs / f"{name}-{suffix}"
+        suffix += 1
+    candidate.mkdir(parents=True)
+    return candidate
+
+
+def _cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()

@@ -1,0 +1,154 @@
+"""The recipe's parts: optimizer, warmup + cosine schedule, loss, data loaders, seeding.
+
+The schedule is a pure function of the step, so resuming (even with more epochs) only needs
+the step count, and freezing the backbone is a zero learning-rate factor on its groups.
+"""
+
+import math
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from app.runtime.card import InputSpec
+from app.runtime.preprocessing import draft_size
+from training.config import TrainConfig
+from training.data import ImageDataset, LabeledImages
+from training.distributed import DistContext, EpochSampler, ShardSampler
+from training.transforms import EvalPreset, TrainPreset, choose_augment
+
+Loader = DataLoader[tuple[torch.Tensor, int, int]]
+
+
+def build_optimizer(model: nn.Module, head: str, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD; no weight decay on biases and norm layers; backbone and head groups."""
+    groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        part = "head" if name.startswith(f"backbone.{head}.") else "backbone"
+        groups.setdefault((part, parameter.ndim > 1), []).append(parameter)
+    param_groups = [
+        {"params": params, "part": part, "weight_decay": config.weight_decay if decay else 0.0}
+        for (part, decay), params in sorted(groups.items())
+    ]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum, nesterov=True)
+    return torch.optim.AdamW(param_groups, lr=config.lr)
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
+    """Linear warmup to 1, then cosine decay to `min_ratio` at `total_steps`."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int, step: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step schedule positioned at `step` (0 for a fresh run)."""
+    total = config.epochs * steps_per_epoch
+    warmup = round(config.warmup_epochs * steps_per_epoch)
+    frozen_until = config.freeze_backbone_epochs * steps_per_epoch
+
+    def schedule_for(part: str) -> Callable[[int], float]:
+        def factor(s: int) -> float:
+            if part == "backbone" and s < frozen_until:
+                return 0.0
+            return lr_factor(s, total, warmup, config.min_lr_ratio)
+
+        return factor
+
+    lambdas = [schedule_for(group["part"]) for group in optimizer.param_groups]
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas, last_epoch=step - 1)
+
+
+def build_criterion(
+    targets: list[int], num_classes: int, config: TrainConfig, device: torch.device
+) -> nn.Module:
+    """Cross-entropy with label smoothing, and inverse-frequency class weights if asked."""
+    weight = None
+    if config.balance == "weights":
+        weight = class_weights(targets, num_classes).to(device)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+
+
+def class_weights(targets: list[int], num_classes: int) -> torch.Tensor:
+    """n / (classes * count_c): mean weight 1 over the training images."""
+    counts = Counter(targets)
+    total = len(targets)
+    return torch.tensor(
+        [total / (num_classes * max(counts[c], 1)) for c in range(num_classes)],
+        dtype=torch.float32,
+    )
+
+
+@dataclass(frozen=True)
+class Loaders:
+    """The training loader with its sampler, and the evaluation loaders."""
+
+    train: Loader
+    sampler: EpochSampler
+    val: Loader
+
+
+def build_loaders(
+    config: TrainConfig, train: LabeledImages, val: LabeledImages, spec: InputSpec,
+    context: DistContext,
+) -> Loaders:  # fmt: skip
+    """Sharded, seeded loaders; the train sampler draws class-balanced when asked."""
+    augment = choose_augment(config.augment, spec.tensor_size[0])
+    dataset = ImageDataset(train, TrainPreset(spec, augment, config.random_erasing))
+    weights = None
+    if config.balance == "sampler":
+        per_class = class_weights(train.targets, max(train.targets) + 1)
+        weights = [float(per_class[target]) for target in train.targets]
+    sampler = EpochSampler(len(dataset), config.seed, context.rank, context.world_size, weights)
+    loader = DataLoader(
+        dataset, config.batch_size, sampler=sampler, num_workers=config.workers,
+        pin_memory=context.device.type == "cuda", drop_last=len(sampler) > config.batch_size,
+        generator=torch.Generator(),
+    )  # fmt: skip
+    return Loaders(loader, sampler, eval_loader(val, spec, config, context))
+
+
+def eval_loader(
+    images: LabeledImages, spec: InputSpec, config: TrainConfig, context: DistContext
+) -> Loader:
+    """Images through the service's decoding and preprocessing, this rank's shard only."""
+    dataset = ImageDataset(images, EvalPreset(spec), draft_size(spec))
+    sampler = ShardSampler(len(dataset), context.rank, context.world_size)
+    return DataLoader(
+        dataset, config.batch_size * 2, sampler=sampler, num_workers=config.workers,
+        pin_memory=context.device.type == "cuda",
+    )  # fmt: skip
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and torch; optionally insist on deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def seed_epoch(loaders: Loaders, seed: int, epoch: int, rank: int) -> None:
+    """Make an epoch's order and augmentation a function of (seed, epoch, rank) alone.
+
+    That is what lets a resumed run repeat, image for image, what an uninterrupted one does.
+    """
+    loaders.sampler.set_epoch(epoch)
+    epoch_seed = (seed * 1_000_003 + epoch * 1009 + rank) % 2**63
+    torch.manual_seed(epoch_seed)
+    generator = loaders.train.generator
+    if generator is not None:
+        generator.manual_seed(epoch_seed)

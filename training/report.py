@@ -1,0 +1,118 @@
+"""Run outputs: results.csv, metrics.json and PNG plots (Agg canvas, no display needed).
+
+Figures are built with matplotlib's object API on an Agg canvas, never pyplot, so nothing here
+touches global backend state or needs a screen.
+"""
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from training.metrics import ClassificationMetrics
+
+CONFUSION_PNG = "confusion_matrix.png"
+CURVES_PNG = "curves.png"
+MISCLASSIFIED_PNG = "misclassified.png"
+RESULTS_CSV = "results.csv"
+METRICS_JSON = "metrics.json"
+
+
+def write_results_csv(history: Sequence[dict[str, float]], path: Path) -> None:
+    """One row per epoch, columns in first-seen order."""
+    columns = list(dict.fromkeys(key for row in history for key in row))
+    with path.open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows({key: round(value, 6) for key, value in row.items()} for row in history)
+
+
+def write_json(payload: dict[str, Any], path: Path) -> None:
+    """Pretty JSON with a trailing newline."""
+    path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def plot_confusion(metrics: ClassificationMetrics, path: Path, title: str) -> None:
+    """Row-normalised confusion matrix (each row: where that true class went)."""
+    confusion = torch.tensor(metrics.confusion, dtype=torch.float64)
+    normalised = confusion / confusion.sum(dim=1, keepdim=True).clamp_min(1)
+    classes = len(metrics.labels)
+    side = max(5.0, 0.55 * classes + 2)
+    figure = Figure(figsize=(side + 1, side))
+    axes = figure.add_subplot()
+    image = axes.imshow(normalised.numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    ticks = list(range(classes))
+    axes.set_xticks(ticks, metrics.labels, rotation=45, ha="right")
+    axes.set_yticks(ticks, metrics.labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(f"{title}\ntop-1 {metrics.top1:.2%}, macro-F1 {metrics.macro_f1:.4f}")
+    if classes <= 30:
+        for row in range(classes):
+            for column in range(classes):
+                value = float(normalised[row, column])
+                colour = "white" if value > 0.5 else "black"
+                axes.text(column, row, f"{value:.2f}", ha="center", va="center",
+                          fontsize=7, color=colour)  # fmt: skip
+    _save(figure, path)
+
+
+def plot_curves(history: Sequence[dict[str, float]], path: Path) -> None:
+    """Loss and top-1 per epoch, train against validation, plus the learning rate."""
+    epochs = [row["epoch"] for row in history]
+    figure = Figure(figsize=(13, 4))
+    loss_axes, accuracy_axes, lr_axes = figure.subplots(1, 3)
+    style = {"marker": "o", "markersize": 3}
+    loss_axes.plot(epochs, [row["train_loss"] for row in history], label="train", **style)
+    loss_axes.plot(epochs, [row["val_loss"] for row in history], label="val", **style)
+    loss_axes.set_title("loss")
+    accuracy_axes.plot(epochs, [row["train_top1"] for row in history], label="train", **style)
+    accuracy_axes.plot(epochs, [row["val_top1"] for row in history], label="val", **style)
+    accuracy_axes.set_title("top-1 accuracy")
+    lr_axes.plot(epochs, [row["lr"] for row in history], **style)
+    lr_axes.set_title("learning rate (end of epoch)")
+    for axes in (loss_axes, accuracy_axes, lr_axes):
+        axes.set_xlabel("epoch")
+        axes.grid(alpha=0.3)
+    loss_axes.legend()
+    accuracy_axes.legend()
+    _save(figure, path)
+
+
+def plot_misclassified(
+    images: Sequence[torch.Tensor],
+    captions: Sequence[str],
+    path: Path,
+    title: str,
+) -> None:
+    """A grid of uint8 CHW images with 'true -> predicted' captions."""
+    count = max(len(images), 1)
+    columns = min(8, count)
+    rows = math.ceil(count / columns)
+    figure = Figure(figsize=(2.0 * columns, 2.2 * rows + 0.4))
+    figure.suptitle(title)
+    for index, (image, caption) in enumerate(zip(images, captions, strict=True)):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        pixels = image.permute(1, 2, 0).numpy()
+        if pixels.shape[2] == 1:
+            axes.imshow(pixels[:, :, 0], cmap="gray", vmin=0, vmax=255)
+        else:
+            axes.imshow(pixels)
+        axes.set_title(caption, fontsize=7)
+        axes.axis("off")
+    if not images:
+        figure.text(0.5, 0.5, "no misclassified images", ha="center")
+    _save(figure, path)
+
+
+def _save(figure: Figure, path: Path) -> None:
+    FigureCanvasAgg(figure)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)

@@ -1,0 +1,320 @@
+"""The training run: set up, train epoch by epoch with early stopping, evaluate, export.
+
+`train` is what `python -m training train` (and each torchrun process) calls. Every rank
+trains and evaluates its shard; only rank 0 writes the run folder and exports the model.
+"""
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from app.runtime.card import InputSpec
+from training.checkpoint import BEST, LAST, Checkpoint, TrainState, save_checkpoint
+from training.config import TrainConfig
+from training.data import DataSplits, load_data
+from training.datacheck import DatasetReport, format_report
+from training.distributed import (
+    DistContext,
+    barrier,
+    broadcast_path,
+    close_distributed,
+    init_distributed,
+)
+from training.engine import Optimization, StepSettings, evaluate, train_one_epoch
+from training.metrics import ClassificationMetrics, compute_metrics, format_metrics
+from training.models import SMALL_CNNS, create_classifier, make_input_spec
+from training.modules import NormalizedClassifier
+from training.publish import (
+    Outcome,
+    export_outcome,
+    machine_description,
+    unique_run_dir,
+    write_outputs,
+)
+from training.recipe import (
+    Loaders,
+    build_criterion,
+    build_loaders,
+    build_optimizer,
+    build_scheduler,
+    eval_loader,
+    seed_epoch,
+    seed_everything,
+)
+from training.report import RESULTS_CSV, write_results_csv
+from training.transforms import EvalPreset, channel_statistics
+
+logger = logging.getLogger(__name__)
+
+_STATISTICS_SAMPLE = 2000
+_MISTAKES_SHOWN = 24
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    model_dir: Path | None
+    split: str
+    metrics: ClassificationMetrics
+    state: TrainState
+
+
+@dataclass
+class Run:
+    """Everything one training process holds."""
+
+    config: TrainConfig
+    context: DistContext
+    data: DataSplits
+    dataset_report: DatasetReport
+    spec: InputSpec
+    model: NormalizedClassifier
+    wrapped: nn.Module
+    head: str
+    weights_source: str
+    loaders: Loaders
+    optimization: Optimization
+    settings: StepSettings
+    state: TrainState
+    run_dir: Path
+    best_weights: dict[str, torch.Tensor]
+
+
+def train(
+    config: TrainConfig,
+    command: str,
+    resume: Checkpoint | None = None,
+    resume_dir: Path | None = None,
+) -> RunResult:
+    """Run the whole recipe; `resume` continues a checkpoint's run in `resume_dir`."""
+    started = time.perf_counter()
+    context = init_distributed(config.device)
+    try:
+        run = _setup(config, context, resume, resume_dir)
+        _fit(run)
+        return _finish(run, command, time.perf_counter() - started)
+    finally:
+        close_distributed()
+
+
+def _setup(
+    config: TrainConfig, context: DistContext, resume: Checkpoint | None, resume_dir: Path | None
+) -> Run:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed, config.deterministic)
+    data, report = load_data(config)
+    if context.is_main:
+        logger.info("%s\nsplits: %s", format_report(report), data.split_note)
+    model, spec, head, source = _build_model(config, data, resume)
+    settings = _step_settings(config, context.device)
+    model.to(context.device)
+    if settings.channels_last:
+        model.to(memory_format=torch.channels_last)
+    wrapped: nn.Module = model
+    if context.world_size > 1:
+        ids = [context.device] if context.device.type == "cuda" else None
+        wrapped = DistributedDataParallel(model, device_ids=ids)
+    loaders = build_loaders(config, data.train, data.val, spec, context)
+    optimizer = build_optimizer(model, head, config)
+    scaler = torch.amp.GradScaler(context.device.type, enabled=settings.amp_dtype == torch.float16)
+    state = TrainState()
+    if resume is not None:
+        optimizer.load_state_dict(resume.optimizer)
+        scaler.load_state_dict(resume.scaler)
+        state = resume.state
+        state.stale_epochs = 0  # a resumed run gets a fresh patience
+    scheduler = build_scheduler(optimizer, config, len(loaders.train), state.step)
+    criterion = build_criterion(data.train.targets, len(data.classes), config, context.device)
+    optimization = Optimization(criterion, optimizer, scheduler, scaler)
+    run_dir = resume_dir or (
+        unique_run_dir(config.runs, config.model_name) if context.is_main else None
+    )
+    best = _best_weights(model, resume_dir)
+    return Run(
+        config, context, data, report, spec, model, wrapped, head, source, loaders,
+        optimization, settings, state, broadcast_path(run_dir), best,
+    )  # fmt: skip
+
+
+def _build_model(
+    config: TrainConfig, data: DataSplits, resume: Checkpoint | None
+) -> tuple[NormalizedClassifier, InputSpec, str, str]:
+    color_mode = data.color_mode if config.color_mode == "auto" else config.color_mode
+    in_channels = 1 if color_mode == "L" and config.arch in SMALL_CNNS else 3
+    weights = "none" if resume is not None else config.weights
+    created = create_classifier(config.arch, len(data.classes), weights, in_channels)
+    if resume is not None:
+        spec = InputSpec.model_validate(resume.input_spec)
+    else:
+        spec = make_input_spec(created, config.image_size, color_mode, data.native_size,
+                               _placeholder_statistics(in_channels))  # fmt: skip
+        if created.pretrained_input is None:
+            statistics = channel_statistics(_sample(data, spec))
+            spec = make_input_spec(created, config.image_size, color_mode, data.native_size,
+                                   statistics)  # fmt: skip
+    normalization = spec.normalization
+    assert normalization is not None
+    model = NormalizedClassifier(created.backbone, normalization.mean, normalization.std)
+    if resume is not None:
+        model.load_state_dict(resume.model)
+    return model, spec, created.head, created.weights_source
+
+
+def _placeholder_statistics(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    return (0.5,) * channels, (0.25,) * channels
+
+
+def _sample(data: DataSplits, spec: InputSpec) -> list[torch.Tensor]:
+    """Up to 2000 evenly spaced training images, as the eval preset gives them."""
+    preset = EvalPreset(spec)
+    stride = max(1, len(data.train) // _STATISTICS_SAMPLE)
+    return [preset(data.train.load(i)) for i in range(0, len(data.train), stride)]
+
+
+def _step_settings(config: TrainConfig, device: torch.device) -> StepSettings:
+    cuda = device.type == "cuda"
+    amp = config.amp == "on" or (config.amp == "auto" and cuda)
+    amp_dtype = None
+    if amp:
+        bf16 = not cuda or torch.cuda.is_bf16_supported()
+        amp_dtype = torch.bfloat16 if bf16 else torch.float16
+    channels_last = config.channels_last == "on" or (config.channels_last == "auto" and cuda)
+    return StepSettings(device, amp_dtype, channels_last, config.clip_grad_norm, config.progress)
+
+
+def _best_weights(model: nn.Module, resume_dir: Path | None) -> dict[str, torch.Tensor]:
+    if resume_dir is not None and (resume_dir / BEST).is_file():
+        saved = torch.load(resume_dir / BEST, map_location="cpu", weights_only=True)
+        return dict(saved["model"])
+    return _copy_weights(model)
+
+
+def _copy_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
+
+
+def _fit(run: Run) -> None:
+    config = run.config
+    if run.context.is_main:
+        (run.run_dir / "config.json").write_text(config.to_json())
+    for epoch in range(run.state.epoch, config.epochs):
+        started = time.perf_counter()
+        seed_epoch(run.loaders, config.seed, epoch, run.context.rank)
+        description = f"epoch {epoch + 1}/{config.epochs}"
+        stats = train_one_epoch(
+            run.wrapped, run.loaders.train, run.optimization, run.settings, description
+        )
+        tally, _ = evaluate(run.model, run.loaders.val, len(run.data.classes), run.settings)
+        val = compute_metrics(tally, run.data.classes)
+        row = {
+            "epoch": epoch + 1, "train_loss": stats.loss, "train_top1": stats.top1,
+            "val_loss": val.loss, "val_top1": val.top1, "val_top5": val.top5,
+            "val_macro_f1": val.macro_f1, "lr": run.optimization.optimizer.param_groups[-1]["lr"],
+            "train_s": stats.seconds, "images_per_s": stats.images_per_s,
+            "epoch_s": time.perf_counter() - started,
+        }  # fmt: skip
+        if _record(run, epoch, row, val.top1):
+            logger.info("early stop: val top-1 has not improved for %d epochs", config.patience)
+            break
+
+
+def _record(run: Run, epoch: int, row: dict[str, float], score: float) -> bool:
+    """Update history and checkpoints; True when early stopping says stop."""
+    state = run.state
+    state.history.append(row)
+    state.epoch = epoch + 1
+    state.step = state.epoch * len(run.loaders.train)
+    state.wall_time_s += row["epoch_s"]
+    improved = score > state.best_score
+    if improved:
+        state.best_score, state.best_epoch, state.stale_epochs = score, epoch, 0
+        run.best_weights = _copy_weights(run.model)
+    else:
+        state.stale_epochs += 1
+    if run.context.is_main:
+        logger.info(
+            "epoch %d: train loss %.4f top-1 %.4f | val loss %.4f top-1 %.4f | %.0f img/s%s",
+            epoch + 1, row["train_loss"], row["train_top1"], row["val_loss"], row["val_top1"],
+            row["images_per_s"], " *" if improved else "",
+        )  # fmt: skip
+        checkpoint = _checkpoint(run)
+        save_checkpoint(checkpoint, run.run_dir / LAST)
+        if improved:
+            save_checkpoint(checkpoint, run.run_dir / BEST)
+        write_results_csv(state.history, run.run_dir / RESULTS_CSV)
+    return run.config.patience > 0 and state.stale_epochs >= run.config.patience
+
+
+def _checkpoint(run: Run) -> Checkpoint:
+    return Checkpoint(
+        model=_copy_weights(run.model),
+        optimizer=run.optimization.optimizer.state_dict(),
+        scaler=run.optimization.scaler.state_dict(),
+        state=copy.deepcopy(run.state),
+        config=run.config.to_dict(),
+        arch=run.config.arch,
+        labels=run.data.classes,
+        input_spec=run.spec.model_dump(mode="json"),
+        extra={"weights_source": run.weights_source},
+    )
+
+
+def _finish(run: Run, command: str, total_s: float) -> RunResult:
+    run.model.load_state_dict(run.best_weights)
+    classes = run.data.classes
+    split, images = run.data.final
+    loader = eval_loader(images, run.spec, run.config, run.context)
+    tally, mistakes = evaluate(
+        run.model, loader, len(classes), run.settings, description=split,
+        keep_mistakes=_MISTAKES_SHOWN,
+    )  # fmt: skip
+    final = compute_metrics(tally, classes)
+    best_val = compute_metrics(
+        evaluate(run.model, run.loaders.val, len(classes), run.settings)[0], classes
+    )
+    model_dir = None
+    if run.context.is_main:
+        outcome = Outcome(
+            run.config, run.data, run.dataset_report, run.spec, split, final, best_val,
+            run.state.history, _training_record(run, command, total_s),
+        )  # fmt: skip
+        write_outputs(outcome, mistakes, run.run_dir)
+        logger.info("%s", format_metrics(final, f"best epoch on {split}"))
+        if run.config.export:
+            model_dir = export_outcome(outcome, copy.deepcopy(run.model), run.run_dir)
+    barrier()
+    return RunResult(run.run_dir, model_dir, split, final, run.state)
+
+
+def _training_record(run: Run, command: str, total_s: float) -> dict[str, object]:
+    history = run.state.history
+    images = sum(row["images_per_s"] * row["train_s"] for row in history)
+    train_s = sum(row["train_s"] for row in history)
+    return {
+        "command": command,
+        "wall_time_s": round(run.state.wall_time_s, 1),
+        "process_time_s": round(total_s, 1),
+        "images_per_s": round(images / max(train_s, 1e-9), 1),
+        "epochs": len(history),
+        "best_epoch": run.state.best_epoch + 1,
+        "weights": run.weights_source,
+        "machine": machine_description(run.context.device, run.context.world_size),
+        "data": {
+            "source": run.data.source,
+            "splits": run.data.split_note,
+            "counts": {split: sum(counts) for split, counts in run.dataset_report.counts.items()},
+            "duplicate_groups": run.dataset_report.duplicate_groups,
+            "unreadable_files": len(run.dataset_report.corrupt),
+        },
+        "recipe": run.config.to_dict(),
+        "run": run.run_dir.name,
+    }
