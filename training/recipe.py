@@ -5,6 +5,7 @@ the step count, and freezing the backbone is a zero learning-rate factor on its 
 """
 
 import math
+import os
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -137,6 +138,8 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
+        # cuBLAS reads this when its first handle is created; harmless on CPU.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
 

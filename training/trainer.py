@@ -47,7 +47,7 @@ from training.recipe import (
     seed_epoch,
     seed_everything,
 )
-from training.report import RESULTS_CSV, write_results_csv
+from training.report import RESULTS_CSV, write_json, write_results_csv
 from training.transforms import EvalPreset, channel_statistics
 
 logger = logging.getLogger(__name__)
@@ -97,12 +97,26 @@ def train(
     """Run the whole recipe; `resume` continues a checkpoint's run in `resume_dir`."""
     started = time.perf_counter()
     context = init_distributed(config.device)
+    log_file: logging.Handler | None = None
     try:
         run = _setup(config, context, resume, resume_dir)
+        if context.is_main:
+            log_file = _log_to(run.run_dir / "train.log")
         _fit(run)
         return _finish(run, command, time.perf_counter() - started)
     finally:
+        if log_file is not None:
+            logging.getLogger().removeHandler(log_file)
+            log_file.close()
         close_distributed()
+
+
+def _log_to(path: Path) -> logging.Handler:
+    """Also write this run's log lines to the run folder."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
 
 
 def _setup(
@@ -112,8 +126,6 @@ def _setup(
         torch.set_num_threads(config.threads)
     seed_everything(config.seed, config.deterministic)
     data, report = load_data(config)
-    if context.is_main:
-        logger.info("%s\nsplits: %s", format_report(report), data.split_note)
     model, spec, head, source = _build_model(config, data, resume)
     settings = _step_settings(config, context.device)
     model.to(context.device)
@@ -205,7 +217,9 @@ def _copy_weights(model: nn.Module) -> dict[str, torch.Tensor]:
 def _fit(run: Run) -> None:
     config = run.config
     if run.context.is_main:
+        logger.info("%s\nsplits: %s", format_report(run.dataset_report), run.data.split_note)
         (run.run_dir / "config.json").write_text(config.to_json())
+        write_json(run.dataset_report.to_dict(), run.run_dir / "dataset.json")
     for epoch in range(run.state.epoch, config.epochs):
         started = time.perf_counter()
         seed_epoch(run.loaders, config.seed, epoch, run.context.rank)
