@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     default_detector: str = "objects-detector"
 
     max_batch_size: int = Field(default=16, ge=1, le=256)
+    autotune_batch_size: bool = True  # measure 1, 2, 4 ... MAX_BATCH_SIZE at warm-up; keep the best
     max_batch_wait_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
     queue_limit: int = Field(default=256, ge=1)
     request_timeout_s: float = Field(default=30.0, gt=0.0)
@@ -34,14 +35,14 @@ class Settings(BaseSettings):
     max_images_per_request: int = Field(default=32, ge=1)
 
     api_keys: Annotated[frozenset[str], NoDecode] = Field(default=frozenset(), repr=False)
-    torch_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
+    torch_threads: int = Field(default=0, ge=0, description="0 = CPU cores / workers")
     decode_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    workers: int = Field(default=1, ge=1)
+    workers: int = Field(default=0, ge=0, description="0 = one per CPU core on CPU, 1 on CUDA")
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -1,6 +1,7 @@
 """create_app(settings): the lifespan that loads models, the routers, one error handler."""
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -20,7 +21,7 @@ from app.api.state import AppState
 from app.config import Settings
 from app.errors import InternalError, ServiceError, ValidationFailed
 from app.imaging import ImageLimits
-from app.observability import ServiceMetrics
+from app.observability import ServiceMetrics, configure_logging
 from app.runtime.batching import BatchPolicy
 from app.runtime.device import resolve_device
 from app.runtime.registry import ModelRegistry
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def _lifespan(
     app: FastAPI, settings: Settings, metrics: ServiceMetrics
 ) -> AsyncIterator[None]:
+    configure_logging(settings.log_format, settings.log_level)  # also in worker processes
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     device = resolve_device(settings.device)
@@ -69,13 +71,16 @@ async def _lifespan(
     registry = await anyio.to_thread.run_sync(
         partial(ModelRegistry.from_store, settings.model_dir, device, policy, metrics.observe_batch)
     )
-    await anyio.to_thread.run_sync(registry.start, settings.max_batch_size)
+    await anyio.to_thread.run_sync(
+        registry.start, settings.max_batch_size, settings.autotune_batch_size
+    )
     limits = ImageLimits(
         max_bytes=settings.max_image_bytes,
         max_pixels=settings.max_image_pixels,
         min_side=settings.min_image_side,
     )
-    with ThreadPoolExecutor(settings.decode_threads or None, thread_name_prefix="decode") as pool:
+    decode_threads = settings.decode_threads or os.cpu_count() or 1
+    with ThreadPoolExecutor(decode_threads, thread_name_prefix="decode") as pool:
         app.state.services = AppState(settings, registry, ImagePreparer(limits, pool), metrics)
         logger.info("ready: %d model(s) on %s", len(registry.models), device)
         try:

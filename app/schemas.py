@@ -61,6 +61,7 @@ class ModelDescription(BaseModel):
     card: ModelCard
     sha256: str
     device: str
+    max_batch_size: int
 
 
 class ModelsResponse(BaseModel):

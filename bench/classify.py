@@ -1,9 +1,12 @@
 """Benchmark POST /classify against the in-process ceiling, in one run on one machine.
 
-    python -m bench.classify [--duration 15] [--concurrency 1 32]
+    python -m bench.classify [--duration 15] [--concurrency 1 32] [--env VISION_X=Y ...]
 
-Prints images/s and p50/p99 latency per concurrency next to the best in-process throughput, and
-the ratio. Writes the numbers as JSON to bench/results/.
+First the ceiling: the same photos decoded, preprocessed and classified in-process with no HTTP,
+in every layout (processes x threads x batch size), each measured `--rounds` times, interleaved;
+the best layout's median is the ceiling. Then the service under a keep-alive load at each
+concurrency. Prints images/s and p50/p99 latency next to the ceiling with the ratio, and writes
+the numbers as JSON to bench/results/.
 """
 
 import argparse
@@ -17,10 +20,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import asdict
+from collections import defaultdict
 from pathlib import Path
 
-from bench.ceiling import CeilingPoint, measure_ceiling
+from bench.ceiling import Layout, measure_ceiling
 from bench.loadgen import LoadResult, multipart_request, run_load
 from bench.photos import load_photos
 
@@ -31,21 +34,18 @@ def main() -> None:
     """Measure the ceiling, then the service under load, and print both."""
     args = _parser().parse_args()
     photos = load_photos()
-    ceiling = measure_ceiling(
-        args.model_dir / args.model, [data for _, data in photos], args.batch_sizes, args.ceiling_s
-    )
-    best = max(ceiling, key=lambda point: point.images_per_s)
-    print(f"in-process ceiling ({args.model}, {torch_threads()} threads):")
-    for point in ceiling:
-        print(f"  batch {point.batch_size:>3}: {point.images_per_s:7.1f} images/s")
+    ceiling = _ceiling(args, [data for _, data in photos])
+    best_layout, best = max(ceiling.items(), key=lambda item: item[1])
     port = _free_port()
     server = _start_server(port, args)
     try:
+        print(f"server: {_served_batch_size(port, args.model)}")
         runs = {c: _load(port, args, photos, c) for c in args.concurrency}
     finally:
         server.terminate()
-        server.wait(30)
-    _report(args, best.images_per_s, best.batch_size, runs, ceiling)
+        server.wait(60)
+    rows = _report(args, best, best_layout, runs)
+    _save(args, ceiling, rows)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,20 +53,34 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="imagenet-mobilenet-v2")
     parser.add_argument("--model-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per concurrency")
-    parser.add_argument("--ceiling-s", type=float, default=6.0, help="seconds per batch size")
+    parser.add_argument("--ceiling-s", type=float, default=3.0, help="seconds per layout")
+    parser.add_argument("--rounds", type=int, default=3, help="ceiling repetitions (median)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 8, 16, 32])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--images-per-request", type=int, default=1)
-    parser.add_argument("--env", nargs="*", default=[], help="extra VISION_*=value for the server")
+    parser.add_argument("--env", nargs="*", default=[], help="VISION_*=value for the server")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results")
     return parser
 
 
-def torch_threads() -> int:
-    """Intra-op threads torch uses here."""
-    import torch  # noqa: PLC0415
+def _layouts(batch_sizes: list[int]) -> list[Layout]:
+    cores = os.cpu_count() or 1
+    shapes = {(1, cores), (cores, 1)}
+    return [Layout(p, t, b) for p, t in sorted(shapes) for b in batch_sizes]
 
-    return torch.get_num_threads()
+
+def _ceiling(args: argparse.Namespace, photos: list[bytes]) -> dict[str, float]:
+    samples: dict[str, list[float]] = defaultdict(list)
+    layouts = _layouts(args.batch_sizes)
+    for _ in range(args.rounds):
+        for point in measure_ceiling(args.model_dir / args.model, photos, layouts, args.ceiling_s):
+            samples[str(point.layout)].append(point.images_per_s)
+    medians = {layout: statistics.median(values) for layout, values in samples.items()}
+    print(f"in-process ceiling, {args.model}, median of {args.rounds} x {args.ceiling_s:.0f} s:")
+    for layout, values in samples.items():
+        spread = ", ".join(f"{value:.1f}" for value in values)
+        print(f"  {layout:<28} {medians[layout]:7.1f} images/s  ({spread})")
+    return medians
 
 
 def _free_port() -> int:
@@ -81,7 +95,7 @@ def _start_server(port: int, args: argparse.Namespace) -> subprocess.Popen[bytes
     env |= {"VISION_LOG_LEVEL": "WARNING"}
     env |= dict(item.split("=", 1) for item in args.env)
     server = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=ROOT)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
@@ -90,7 +104,13 @@ def _start_server(port: int, args: argparse.Namespace) -> subprocess.Popen[bytes
         except OSError:
             time.sleep(0.5)
     server.kill()
-    raise RuntimeError("the server did not become ready in 120 s")
+    raise RuntimeError("the server did not become ready in 180 s")
+
+
+def _served_batch_size(port: int, model: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/models/{model}", timeout=5) as answer:
+        description = json.load(answer)
+    return f"{model} on {description['device']}, batch size {description['max_batch_size']}"
 
 
 def _load(
@@ -98,43 +118,32 @@ def _load(
 ) -> LoadResult:
     per_request = args.images_per_request
     path = f"/classify?model={args.model}"
-    payloads = [
-        (
-            multipart_request(
-                "127.0.0.1", port, path, [photos[(i + j) % len(photos)] for j in range(per_request)]
-            ),
-            per_request,
-        )
-        for i in range(len(photos))
-    ]
-    asyncio.run(run_load("127.0.0.1", port, payloads, concurrency, 2.0))  # warm-up
+    payloads = []
+    for first in range(len(photos)):
+        files = [photos[(first + j) % len(photos)] for j in range(per_request)]
+        payloads.append((multipart_request("127.0.0.1", port, path, files), per_request))
+    asyncio.run(run_load("127.0.0.1", port, payloads, concurrency, 3.0))  # warm-up
     return asyncio.run(run_load("127.0.0.1", port, payloads, concurrency, args.duration))
 
 
 def _report(
-    args: argparse.Namespace,
-    ceiling_ips: float,
-    ceiling_batch: int,
-    runs: dict[int, LoadResult],
-    ceiling: list[CeilingPoint],
-) -> None:
-    print(
-        f"\nPOST /classify, {args.images_per_request} image(s)/request, {args.duration:.0f} s each:"
-    )
+    args: argparse.Namespace, ceiling: float, layout: str, runs: dict[int, LoadResult]
+) -> list[dict[str, object]]:
+    print(f"\nPOST /classify, {args.images_per_request} image(s)/request, server env {args.env}")
     header = ("concurrency", "images/s", "p50 ms", "p99 ms", "vs ceiling", "errors")
     print("{:>11} {:>9} {:>8} {:>8} {:>10} {:>6}".format(*header))
-    rows = []
+    rows: list[dict[str, object]] = []
     for concurrency, result in runs.items():
-        ips = result.images / result.elapsed_s
+        rate = result.images / result.elapsed_s
         p50, p99 = _percentiles(result.latencies)
-        ratio = ips / ceiling_ips
+        ratio = rate / ceiling
         print(
-            f"{concurrency:>11} {ips:9.1f} {p50:8.1f} {p99:8.1f} {ratio:9.2f}x {result.failures:>6}"
+            f"{concurrency:>11} {rate:9.1f} {p50:8.1f} {p99:8.1f} {ratio:9.2f}x {result.failures:>6}"
         )
         rows.append(
             {
                 "concurrency": concurrency,
-                "images_per_s": ips,
+                "images_per_s": rate,
                 "p50_ms": p50,
                 "p99_ms": p99,
                 "ratio_to_ceiling": ratio,
@@ -142,17 +151,23 @@ def _report(
                 "statuses": result.statuses,
             }
         )
-    print(f"ceiling: {ceiling_ips:.1f} images/s in-process at batch {ceiling_batch}")
+    print(f"ceiling: {ceiling:.1f} images/s in-process ({layout})")
+    return rows
+
+
+def _save(
+    args: argparse.Namespace, ceiling: dict[str, float], rows: list[dict[str, object]]
+) -> None:
     args.output.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
     record = {
         "model": args.model,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "ceiling": [asdict(point) for point in ceiling],
+        "ceiling_images_per_s": ceiling,
         "http": rows,
         "server_env": args.env,
     }
-    (args.output / f"classify-{stamp}.json").write_text(json.dumps(record, indent=2))
+    path = args.output / f"classify-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(record, indent=2))
 
 
 def _percentiles(latencies: list[float]) -> tuple[float, float]:

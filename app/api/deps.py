@@ -17,7 +17,7 @@ _bearer = HTTPBearer(auto_error=False, description="An API key from VISION_API_K
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     """The running app's state, or 503 while models are still loading."""
     state: AppState | None = getattr(request.app.state, "services", None)
     if state is None or not state.registry.ready:
@@ -28,12 +28,12 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> Settings:
+async def get_settings(state: StateDep) -> Settings:
     """The settings the app was created with."""
     return state.settings
 
 
-def get_registry(state: StateDep) -> ModelRegistry:
+async def get_registry(state: StateDep) -> ModelRegistry:
     """The loaded models."""
     return state.registry
 
@@ -42,7 +42,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 
 
-def require_api_key(
+async def require_api_key(
     settings: SettingsDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header_key: Annotated[str | None, Depends(_api_key_header)],
@@ -57,7 +57,7 @@ def require_api_key(
         raise Unauthorized("A valid API key is required (Authorization: Bearer <key>).")
 
 
-def get_classifier(
+async def get_classifier(
     registry: RegistryDep,
     settings: SettingsDep,
     model: Annotated[str | None, Query(description="Model name; default from settings.")] = None,

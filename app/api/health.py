@@ -11,19 +11,19 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", response_model=HealthResponse)
-def healthz() -> HealthResponse:
+async def healthz() -> HealthResponse:
     """The process is alive (it says nothing about models)."""
     return HealthResponse(status="ok")
 
 
 @router.get("/readyz", response_model=HealthResponse, responses=ERROR_RESPONSES)
-def readyz(state: StateDep) -> HealthResponse:
+async def readyz(state: StateDep) -> HealthResponse:
     """200 only when every model is loaded and warmed up; 503 not_ready otherwise."""
     return HealthResponse(status=f"ready: {len(state.registry.models)} model(s)")
 
 
 @router.get("/metrics", response_class=Response)
-def metrics(request: Request, state: StateDep) -> Response:
+async def metrics(request: Request, state: StateDep) -> Response:
     """Prometheus text exposition."""
     for served in state.registry.models:
         state.metrics.queue_depth.labels(served.name).set(served.batcher.waiting)

@@ -12,7 +12,7 @@ router = APIRouter(tags=["models"], dependencies=[Depends(require_api_key)])
 
 
 @router.get("/models", response_model=ModelsResponse, responses=ERROR_RESPONSES)
-def list_models(registry: RegistryDep, settings: SettingsDep) -> ModelsResponse:
+async def list_models(registry: RegistryDep, settings: SettingsDep) -> ModelsResponse:
     """Every served model, with the device it runs on."""
     return ModelsResponse(
         device=f"{registry.device} ({describe_device(registry.device)})",
@@ -23,12 +23,15 @@ def list_models(registry: RegistryDep, settings: SettingsDep) -> ModelsResponse:
 
 
 @router.get("/models/{name}", response_model=ModelDescription, responses=ERROR_RESPONSES)
-def get_model(name: str, registry: RegistryDep) -> ModelDescription:
+async def get_model(name: str, registry: RegistryDep) -> ModelDescription:
     """One model's card."""
     return _describe(registry.get(name))
 
 
 def _describe(served: ServedModel) -> ModelDescription:
     return ModelDescription(
-        card=served.card, sha256=served.loaded.sha256, device=str(served.loaded.device)
+        card=served.card,
+        sha256=served.loaded.sha256,
+        device=str(served.loaded.device),
+        max_batch_size=served.batcher.policy.max_batch_size,
     )

@@ -10,7 +10,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from app.errors import NotReady, Overloaded
@@ -55,8 +55,20 @@ class DynamicBatcher(Generic[In, Out]):
         self._queue: queue.SimpleQueue[_Pending[In, Out] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._waiting = 0
+        self._incoming = 0
         self._accepting = False
         self._thread = threading.Thread(target=self._serve, name=f"batcher-{name}", daemon=True)
+
+    @property
+    def policy(self) -> BatchPolicy:
+        """The limits in force."""
+        return self._policy
+
+    def resize(self, max_batch_size: int) -> None:
+        """Change the largest batch; only before `start`."""
+        if self._accepting:
+            raise RuntimeError("resize a batcher before starting it")
+        self._policy = replace(self._policy, max_batch_size=max_batch_size)
 
     @property
     def waiting(self) -> int:
@@ -89,6 +101,11 @@ class DynamicBatcher(Generic[In, Out]):
             for future in futures:
                 future.cancel()  # a no-op for settled ones; the worker skips the rest
 
+    def expect(self, count: int) -> None:
+        """Announce `count` items being prepared (negative: they arrived or were dropped)."""
+        with self._lock:
+            self._incoming += count
+
     def _reserve(self, count: int) -> None:
         if not self._accepting:
             raise NotReady(f"model {self.name!r} is not accepting work (starting or stopping)")
@@ -115,12 +132,11 @@ class DynamicBatcher(Generic[In, Out]):
         deadline = time.monotonic() + self._policy.max_wait_s
         while len(batch) < self._policy.max_batch_size:
             remaining = deadline - time.monotonic()
+            # Wait only for items that are on their way (being decoded): a lone request is
+            # never held back for company that is not coming.
+            wait = remaining > 0 and self._incoming > 0
             try:
-                pending = (
-                    self._queue.get(timeout=remaining)
-                    if remaining > 0
-                    else self._queue.get_nowait()
-                )
+                pending = self._queue.get(timeout=remaining) if wait else self._queue.get_nowait()
             except queue.Empty:
                 break
             if pending is None:

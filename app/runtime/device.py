@@ -1,6 +1,7 @@
 """Resolve the configured device string to a torch.device, loudly."""
 
 import logging
+import os
 
 import torch
 
@@ -32,3 +33,16 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu, {torch.get_num_threads()} intra-op threads"
+
+
+def plan_processes(setting: str, workers: int, torch_threads: int) -> tuple[int, int]:
+    """(worker processes, intra-op threads each), filling in the automatic (0) values.
+
+    On CPU, one single-threaded process per core beats one multi-threaded process: OpenMP
+    teams stall at every barrier when any other thread (decoding, HTTP, a neighbour) takes a
+    core, which collapses throughput on small shared machines. One GPU wants one process.
+    """
+    cores = os.cpu_count() or 1
+    on_gpu = setting.startswith("cuda") or (setting == "auto" and torch.cuda.is_available())
+    workers = workers or (1 if on_gpu else cores)
+    return workers, torch_threads or max(1, cores // workers)

@@ -17,6 +17,7 @@ from app.runtime.inference import (
     warm_up_inputs,
 )
 from app.runtime.loader import LoadedModel, discover_model_dirs, load_model
+from app.runtime.tuning import best_batch_size, candidate_sizes, measure_batch_rates
 
 logger = logging.getLogger(__name__)
 
@@ -100,10 +101,10 @@ class ModelRegistry:
             )
         return served
 
-    def start(self, max_batch_size: int) -> None:
-        """Warm every model up (first call and the largest batch), then start the batchers."""
+    def start(self, max_batch_size: int, autotune: bool) -> None:
+        """Warm every model up at each batch size, pick its batch size, start its batcher."""
         for served in self.models:
-            _warm_up(served, max_batch_size)
+            _warm_up_and_tune(served, max_batch_size, autotune)
             served.batcher.start()
         self.ready = True
 
@@ -128,15 +129,21 @@ def _make_batcher(
     return DynamicBatcher(name, make_classify_runner(loaded), policy, observe)
 
 
-def _warm_up(served: ServedModel, max_batch_size: int) -> None:
+def _warm_up_and_tune(served: ServedModel, cap: int, autotune: bool) -> None:
     spec = served.card.input
     height, width = spec.tensor_size
-    sizes = sorted({1, max_batch_size})
-    if served.loaded.device.type == "cuda":
-        sizes = sorted(
-            {1 << power for power in range(max_batch_size.bit_length())} | {max_batch_size}
-        )
     run = make_classify_runner(served.loaded)
-    for batch in warm_up_inputs(spec.channels, height, width, sorted(sizes)):
+    sizes = candidate_sizes(cap)
+    batches = dict(zip(sizes, warm_up_inputs(spec.channels, height, width, sizes), strict=True))
+    for batch in batches.values():  # first calls compile and pick kernels, per shape
         run(batch)
-    logger.info("warmed up %s with batch sizes %s", served.name, sorted(sizes))
+    if not autotune:
+        logger.info("%s: warmed up; batch size %d", served.name, cap)
+        return
+    rates = measure_batch_rates(lambda size: run(batches[size]), sizes, budget_s=0.3)
+    chosen = best_batch_size(rates)
+    served.batcher.resize(chosen)
+    measured = ", ".join(f"{size}: {rate:.0f}/s" for size, rate in rates.items())
+    logger.info(
+        "%s: batch size %d (of at most %d; measured %s)", served.name, chosen, cap, measured
+    )

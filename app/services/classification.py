@@ -23,7 +23,11 @@ async def classify_uploads(
     """Answer every upload; a lone unusable upload raises its error instead."""
     try:
         async with asyncio.timeout(timeout_s):
-            prepared = await preparer.prepare_all(uploads, served.card.input)
+            served.batcher.expect(len(uploads))
+            try:
+                prepared = await preparer.prepare_all(uploads, served.card.input)
+            finally:
+                served.batcher.expect(-len(uploads))
             usable = [item for item in prepared if isinstance(item, PreparedImage)]
             ranked = await served.batcher.submit_many(
                 [ClassifyInput(item.pixels, top_k) for item in usable]

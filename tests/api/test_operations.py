@@ -85,3 +85,11 @@ def test_a_missing_gpu_is_an_error_not_a_fallback(settings: Settings) -> None:
         TestClient(create_app(settings.model_copy(update={"device": "cuda"}))),
     ):
         pass
+
+
+def test_batch_size_is_tuned_at_warm_up(settings: Settings) -> None:
+    with TestClient(
+        create_app(settings.model_copy(update={"autotune_batch_size": True}))
+    ) as client:
+        [model] = client.get("/models").json()["models"]
+    assert 1 <= model["max_batch_size"] <= settings.max_batch_size

@@ -2,6 +2,7 @@
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -29,8 +30,15 @@ async def test_concurrent_submissions_share_one_call() -> None:
         batches, BatchPolicy(max_batch_size=4, max_wait_s=1.0, queue_limit=8)
     )
     batcher.start()
+    batcher.expect(4)  # four requests are being decoded
+
+    async def arrive(n: int) -> list[int]:
+        await asyncio.sleep(0.01 * n)
+        batcher.expect(-1)
+        return await batcher.submit_many([n])
+
     try:
-        results = await asyncio.gather(*(batcher.submit_many([n]) for n in range(4)))
+        results = await asyncio.gather(*(arrive(n) for n in range(4)))
     finally:
         batcher.stop()
     assert results == [[0], [2], [4], [6]]
@@ -109,3 +117,17 @@ async def test_stopped_batcher_refuses_work() -> None:
     batcher = doubling_batcher([], BatchPolicy(max_batch_size=1, max_wait_s=0.0, queue_limit=1))
     with pytest.raises(NotReady):
         await batcher.submit_many([1])
+
+
+async def test_a_lone_item_is_not_held_for_company_that_is_not_coming() -> None:
+    batches: list[list[int]] = []
+    batcher = doubling_batcher(
+        batches, BatchPolicy(max_batch_size=8, max_wait_s=5.0, queue_limit=8)
+    )
+    batcher.start()
+    try:
+        started = time.perf_counter()
+        assert await batcher.submit_many([21]) == [42]
+        assert time.perf_counter() - started < 1.0
+    finally:
+        batcher.stop()
