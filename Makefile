@@ -51,3 +51,13 @@ models: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.classify
+
+# The container deployment (README "Deployment"); needs docker or the container sandbox, not in CI.
+docker:
+	docker compose build api
+
+compose-test: $(STAMP)
+	$(PY) -m scripts.compose_test
+
+compose-bench: $(STAMP)
+	$(PY) -m scripts.compose_bench

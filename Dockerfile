@@ -1,0 +1,66 @@
+# visionserve: the HTTP service (app/ only) with the default models baked in.
+#
+#   docker build -t visionserve .                                    # CPU wheels: the small image
+#   docker build --build-arg TORCH_VARIANT=cu130 -t visionserve:cuda .   # CUDA wheels, for --gpus
+#
+# torch and torchvision come from TORCH_INDEX_URL, by default PyTorch's wheel index for
+# TORCH_VARIANT (cpu, cu126, cu128, cu130, ...); everything else from PyPI. A mirror or a local
+# wheel index can replace either one: TORCH_INDEX_URL, and PIP_INDEX_URL / PIP_EXTRA_INDEX_URL,
+# which pip reads from the environment (pass `--network host` to reach an index on localhost).
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS builder
+ARG TORCH_VARIANT=cpu
+ARG TORCH_INDEX_URL=
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PATH=/opt/venv/bin:$PATH
+RUN python -m venv /opt/venv
+WORKDIR /src
+
+# The pins live in pyproject.toml only; split them into torch's and the rest, so that the
+# torch layer (the big one) is rebuilt only when a pin or an index changes, not on code edits.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
+open('torch.txt', 'w').write('\n'.join(d for d in deps if d.startswith('torch'))); \
+open('serve.txt', 'w').write('\n'.join(d for d in deps if not d.startswith('torch')))"
+RUN pip install --index-url "${TORCH_INDEX_URL:-https://download.pytorch.org/whl/${TORCH_VARIANT}}" \
+        -r torch.txt
+RUN pip install -r serve.txt
+
+# The project itself, without the train/dev extras; .dockerignore keeps training/ and tests/ out.
+COPY README.md ./
+COPY app ./app
+RUN pip install --no-deps .
+
+
+FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="visionserve" \
+      org.opencontainers.image.description="Batched image classification over HTTP."
+RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin visionserve
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    VISION_HOST=0.0.0.0 \
+    VISION_PORT=8000 \
+    VISION_MODEL_DIR=/models
+COPY --from=builder /opt/venv /opt/venv
+COPY deploy/healthcheck.py /usr/local/bin/visionserve-healthcheck
+# Baked-in default models, owned by root and read-only to the service; mount a folder at
+# /models (read-only) to serve others instead.
+COPY models/ /models/
+
+USER 10001:10001
+WORKDIR /home/visionserve
+EXPOSE 8000
+# /readyz is 200 once every model is loaded and warmed up; loading takes seconds on CPU.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["visionserve-healthcheck"]
+# uvicorn drains in-flight requests on SIGTERM (up to VISION_REQUEST_TIMEOUT_S + 5 s), then exits;
+# give it that long before a SIGKILL (docker stop -t, compose stop_grace_period).
+STOPSIGNAL SIGTERM
+CMD ["python", "-m", "app"]

@@ -1,0 +1,1 @@
+"""Operator scripts: the deployment checks that drive docker compose."""
