@@ -29,13 +29,17 @@ def main() -> None:
     """Measure images/s through nginx at each replica count, then bring the stack down."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = _parser().parse_args()
-    env = {"VISION_API_KEYS": "", "VISION_TORCH_THREADS": str(args.torch_threads)}
+    env = {
+        "VISION_API_KEYS": "",
+        "VISION_WORKERS": str(args.workers),
+        "VISION_TORCH_THREADS": str(args.torch_threads),
+    }
     stack = Stack(args.project, args.port, env=env)
     payloads = [
         (multipart_request("127.0.0.1", args.port, "/classify", [photo]), 1)
         for photo in load_photos()
     ]
-    report: dict[str, Any] = {"concurrency": args.concurrency, "duration_s": args.duration}
+    report: dict[str, Any] = {"settings": env, "concurrency": args.concurrency}
     try:
         started = time.perf_counter()
         stack.compose("build", "replica", "lb")
@@ -78,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--duration", type=float, default=30.0, help="seconds per measurement")
     parser.add_argument("--concurrency", type=int, default=8, help="connections kept busy")
+    parser.add_argument("--workers", type=int, default=1, help="VISION_WORKERS per replica")
     parser.add_argument("--torch-threads", type=int, default=1, help="VISION_TORCH_THREADS")
     parser.add_argument("--project", default="visionserve-bench", help="compose project name")
     parser.add_argument("--port", type=int, default=18001, help="published on 127.0.0.1:PORT")
