@@ -35,14 +35,15 @@ class Settings(BaseSettings):
     max_images_per_request: int = Field(default=32, ge=1)
 
     api_keys: Annotated[frozenset[str], NoDecode] = Field(default=frozenset(), repr=False)
-    torch_threads: int = Field(default=0, ge=0, description="0 = CPU cores / workers")
+    inference_threads: int = Field(default=0, ge=0, description="0 = one per core; 1 on CUDA")
+    torch_threads: int = Field(default=0, ge=0, description="0 = cores / inference_threads")
     decode_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    workers: int = Field(default=0, ge=0, description="0 = one per CPU core on CPU, 1 on CUDA")
+    workers: int = Field(default=1, ge=1, description="uvicorn processes, each with every model")
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -23,7 +23,7 @@ from app.errors import InternalError, ServiceError, ValidationFailed
 from app.imaging import ImageLimits
 from app.observability import ServiceMetrics, configure_logging
 from app.runtime.batching import BatchPolicy
-from app.runtime.device import resolve_device
+from app.runtime.device import plan_threads, resolve_device
 from app.runtime.registry import ModelRegistry
 from app.services.uploads import ImagePreparer
 
@@ -60,13 +60,19 @@ async def _lifespan(
     app: FastAPI, settings: Settings, metrics: ServiceMetrics
 ) -> AsyncIterator[None]:
     configure_logging(settings.log_format, settings.log_level)  # also in worker processes
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
     device = resolve_device(settings.device)
+    inference_threads, torch_threads = plan_threads(
+        device, settings.inference_threads, settings.torch_threads
+    )
+    torch.set_num_threads(torch_threads)
+    logger.info(
+        "%d inference thread(s) per model, %d intra-op thread(s)", inference_threads, torch_threads
+    )
     policy = BatchPolicy(
         max_batch_size=settings.max_batch_size,
         max_wait_s=settings.max_batch_wait_ms / 1000,
         queue_limit=settings.queue_limit,
+        threads=inference_threads,
     )
     registry = await anyio.to_thread.run_sync(
         partial(ModelRegistry.from_store, settings.model_dir, device, policy, metrics.observe_batch)

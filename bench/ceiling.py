@@ -57,7 +57,8 @@ def _measure(
     results: Queue[tuple[int, float]] = context.Queue()
     workers = [
         context.Process(
-            target=_worker, args=(model_dir, photos, layout, duration_s, barrier, offset, results)
+            target=_worker,
+            args=(_Job(model_dir, photos, layout, duration_s, offset), barrier, results),
         )
         for offset in range(layout.processes)
     ]
@@ -69,15 +70,23 @@ def _measure(
     return CeilingPoint(layout, sum(images / seconds for images, seconds in counts))
 
 
-def _worker(
-    model_dir: Path,
-    photos: list[bytes],
-    layout: Layout,
-    duration_s: float,
-    barrier: Barrier,
-    offset: int,
-    results: "Queue[tuple[int, float]]",
-) -> None:
+@dataclass(frozen=True)
+class _Job:
+    model_dir: Path
+    photos: list[bytes]
+    layout: Layout
+    duration_s: float
+    offset: int
+
+
+def _worker(job: _Job, barrier: Barrier, results: "Queue[tuple[int, float]]") -> None:
+    model_dir, photos, layout, duration_s, offset = (
+        job.model_dir,
+        job.photos,
+        job.layout,
+        job.duration_s,
+        job.offset,
+    )
     torch.set_num_threads(layout.threads)
     model = load_model(model_dir, torch.device("cpu"))
     run = make_classify_runner(model)

@@ -137,9 +137,8 @@ def _report(
         rate = result.images / result.elapsed_s
         p50, p99 = _percentiles(result.latencies)
         ratio = rate / ceiling
-        print(
-            f"{concurrency:>11} {rate:9.1f} {p50:8.1f} {p99:8.1f} {ratio:9.2f}x {result.failures:>6}"
-        )
+        failures = result.failures
+        print(f"{concurrency:>11} {rate:9.1f} {p50:8.1f} {p99:8.1f} {ratio:9.2f}x {failures:>6}")
         rows.append(
             {
                 "concurrency": concurrency,

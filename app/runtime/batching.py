@@ -1,6 +1,8 @@
-"""Dynamic batching: gather concurrent requests into one call on a dedicated worker thread.
+"""Dynamic batching: gather concurrent requests into one call on dedicated worker threads.
 
-The event loop only enqueues and awaits; the worker thread is the only place model code runs.
+The event loop only enqueues and awaits; the worker threads are the only place model code runs.
+Several workers may share one queue (like model instances in Triton): on a CPU, one
+single-threaded worker per core keeps every core busy with no load imbalance.
 The queue is bounded so overload is answered at once (503) instead of with growing latency.
 """
 
@@ -36,6 +38,7 @@ class BatchPolicy:
     max_batch_size: int
     max_wait_s: float
     queue_limit: int
+    threads: int = 1  # workers taking batches from the one queue (model instances)
 
 
 class DynamicBatcher(Generic[In, Out]):
@@ -57,7 +60,10 @@ class DynamicBatcher(Generic[In, Out]):
         self._waiting = 0
         self._incoming = 0
         self._accepting = False
-        self._thread = threading.Thread(target=self._serve, name=f"batcher-{name}", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"batcher-{name}-{index}", daemon=True)
+            for index in range(policy.threads)
+        ]
 
     @property
     def policy(self) -> BatchPolicy:
@@ -76,15 +82,18 @@ class DynamicBatcher(Generic[In, Out]):
         return self._waiting
 
     def start(self) -> None:
-        """Start the worker thread."""
+        """Start the worker threads."""
         self._accepting = True
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Refuse new work, finish what is queued, and join the worker."""
+        """Refuse new work, finish what is queued, and join the workers."""
         self._accepting = False
-        self._queue.put(None)
-        self._thread.join(timeout_s)
+        for _ in self._threads:
+            self._queue.put(None)  # one stop sign per worker, behind the queued work
+        for thread in self._threads:
+            thread.join(timeout_s)
 
     async def submit_many(self, items: Sequence[In]) -> list[Out]:
         """Enqueue all items at once (or none) and wait for their outputs, in order."""

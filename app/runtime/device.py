@@ -35,14 +35,15 @@ def describe_device(device: torch.device) -> str:
     return f"cpu, {torch.get_num_threads()} intra-op threads"
 
 
-def plan_processes(setting: str, workers: int, torch_threads: int) -> tuple[int, int]:
-    """(worker processes, intra-op threads each), filling in the automatic (0) values.
+def plan_threads(
+    device: torch.device, inference_threads: int, torch_threads: int
+) -> tuple[int, int]:
+    """(inference workers per model, intra-op threads), filling in the automatic (0) values.
 
-    On CPU, one single-threaded process per core beats one multi-threaded process: OpenMP
-    teams stall at every barrier when any other thread (decoding, HTTP, a neighbour) takes a
-    core, which collapses throughput on small shared machines. One GPU wants one process.
+    On CPU, one single-threaded inference worker per core beats one multi-threaded one:
+    OpenMP teams stall at every barrier whenever another thread (decoding, HTTP, a neighbour)
+    takes a core, which halves throughput on small shared machines. One GPU: one worker.
     """
     cores = os.cpu_count() or 1
-    on_gpu = setting.startswith("cuda") or (setting == "auto" and torch.cuda.is_available())
-    workers = workers or (1 if on_gpu else cores)
+    workers = inference_threads or (1 if device.type == "cuda" else cores)
     return workers, torch_threads or max(1, cores // workers)

@@ -25,7 +25,8 @@ async def test_concurrent_requests_share_one_forward_pass(settings: Settings) ->
     colors = [RED, GREEN, BLUE, RED, BLUE, GREEN, GREEN, RED]
     expected = ["red", "green", "blue", "red", "blue", "green", "green", "red"]
     # The batch closes when it is full (8), long before the generous wait runs out.
-    app = create_app(settings.model_copy(update={"max_batch_size": 8, "max_batch_wait_ms": 5000}))
+    one_worker = {"max_batch_size": 8, "max_batch_wait_ms": 5000, "inference_threads": 1}
+    app = create_app(settings.model_copy(update=one_worker))
     async with app.router.lifespan_context(app):
         transport = httpx2.ASGITransport(app=app)
         async with httpx2.AsyncClient(transport=transport, base_url="http://visionserve") as client:

@@ -131,3 +131,22 @@ async def test_a_lone_item_is_not_held_for_company_that_is_not_coming() -> None:
         assert time.perf_counter() - started < 1.0
     finally:
         batcher.stop()
+
+
+async def test_several_workers_run_batches_at_the_same_time() -> None:
+    both_running = threading.Barrier(2, timeout=5)
+
+    def run(items: list[int]) -> list[int]:
+        both_running.wait()  # only passes when two batches are in flight together
+        return items
+
+    policy = BatchPolicy(max_batch_size=1, max_wait_s=0.0, queue_limit=8, threads=2)
+    batcher: DynamicBatcher[int, int] = DynamicBatcher("pair", run, policy)
+    batcher.start()
+    try:
+        assert await asyncio.gather(batcher.submit_many([1]), batcher.submit_many([2])) == [
+            [1],
+            [2],
+        ]
+    finally:
+        batcher.stop()
