@@ -32,7 +32,9 @@ class InputSpec(_Strict):
     """
 
     color_mode: Literal["RGB", "L"] = "RGB"
-    resize_mode: Literal["shorter_side", "stretch"] = "shorter_side"
+    # shorter_side: scale so the shorter side equals resize_size; stretch: to a square;
+    # longer_side (detectors): scale down so the longer side is at most resize_size, never up.
+    resize_mode: Literal["shorter_side", "stretch", "longer_side"] = "shorter_side"
     resize_size: int = Field(ge=1)
     crop_size: int | None = Field(default=None, ge=1)
     interpolation: Interpolation = "bilinear"
@@ -69,7 +71,12 @@ class Evaluation(_Strict):
 
 
 class DetectionSpec(_Strict):
-    """Detector-only facts the service needs to interpret the output."""
+    """Detector-only facts the service needs to interpret the output.
+
+    A detector takes a list of uint8 CHW tensors (sizes may differ) and returns, per image, a
+    dict with `boxes` (float [N, 4], xyxy), `scores` (float [N]) and `labels` (int64 [N],
+    indices into the card's labels; index 0 is "__background__" and never returned).
+    """
 
     score_threshold: float = Field(ge=0.0, le=1.0)
     box_format: Literal["xyxy"] = "xyxy"

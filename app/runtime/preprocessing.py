@@ -19,15 +19,26 @@ def preprocess_image(image: Image.Image, spec: InputSpec) -> torch.Tensor:
     if spec.color_mode != image.mode:
         image = image.convert(spec.color_mode)
     interpolation = _INTERPOLATION[spec.interpolation]
-    if spec.resize_mode == "shorter_side":
-        size = [spec.resize_size]
-    else:
-        size = [spec.resize_size, spec.resize_size]
-    image = F.resize(image, size, interpolation=interpolation, antialias=True)
+    size = _target_size(image.size, spec)
+    if size is not None:
+        image = F.resize(image, size, interpolation=interpolation, antialias=True)
     if spec.crop_size is not None:
         image = F.center_crop(image, [spec.crop_size, spec.crop_size])
     pixels: torch.Tensor = F.pil_to_tensor(image)
     return pixels
+
+
+def _target_size(size: tuple[int, int], spec: InputSpec) -> list[int] | None:
+    """torchvision's `size` argument for the resize, or None when no resize is needed."""
+    if spec.resize_mode == "shorter_side":
+        return [spec.resize_size]
+    if spec.resize_mode == "stretch":
+        return [spec.resize_size, spec.resize_size]
+    width, height = size
+    scale = spec.resize_size / max(width, height)
+    if scale >= 1:
+        return None
+    return [max(1, round(height * scale)), max(1, round(width * scale))]
 
 
 def draft_size(spec: InputSpec) -> int:
