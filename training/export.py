@@ -11,6 +11,7 @@ import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,12 +39,19 @@ def export_model(
     return _write(archive, card, store / card.name)
 
 
-def parity_inputs(card: ModelCard, batch_size: int = 2) -> torch.Tensor:
-    """Fixed uint8 images shaped as the card's input, from a seeded generator."""
-    height, width = card.input.tensor_size
+def parity_inputs(card: ModelCard) -> torch.Tensor | list[torch.Tensor]:
+    """Fixed uint8 images shaped as the card's input, from a seeded generator.
+
+    Classifiers get a batch tensor; detectors a list of two images of different sizes.
+    """
     generator = torch.Generator().manual_seed(PARITY_SEED)
-    shape = (batch_size, card.input.channels, height, width)
-    return torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+    channels = card.input.channels
+    if card.task == "detect":
+        side = card.input.resize_size
+        shapes = [(channels, side, side * 3 // 4), (channels, side * 3 // 4, side)]
+        return [_random_image(shape, generator) for shape in shapes]
+    height, width = card.input.tensor_size
+    return _random_image((2, channels, height, width), generator)
 
 
 def check_parity(
@@ -54,12 +62,32 @@ def check_parity(
     with torch.inference_mode():
         expected = eager(inputs)
         actual = scripted(inputs)
-    if expected.shape != actual.shape:
-        raise ExportError(f"shape mismatch: eager {expected.shape}, scripted {actual.shape}")
-    difference = (expected - actual).abs().max().item()
+    difference = _max_difference(expected, actual)
     if difference > atol:
         raise ExportError(f"scripted outputs differ from eager by {difference:.3g} > {atol}")
     logger.info("export parity: max |eager - scripted| = %.3g", difference)
+
+
+def _random_image(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    return torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+
+
+def _max_difference(expected: Any, actual: Any) -> float:
+    """Largest absolute difference between two outputs (tensors, or lists of dicts of them)."""
+    if isinstance(expected, torch.Tensor) and isinstance(actual, torch.Tensor):
+        if expected.shape != actual.shape:
+            raise ExportError(f"shape mismatch: eager {expected.shape}, scripted {actual.shape}")
+        if expected.numel() == 0:
+            return 0.0
+        return float((expected.double() - actual.double()).abs().max().item())
+    if isinstance(expected, dict) and isinstance(actual, dict) and expected.keys() == actual.keys():
+        return max((_max_difference(expected[key], actual[key]) for key in expected), default=0.0)
+    if isinstance(expected, list | tuple) and isinstance(actual, list | tuple):
+        if len(expected) != len(actual):
+            raise ExportError(f"eager gave {len(expected)} outputs, scripted {len(actual)}")
+        pairs = zip(expected, actual, strict=True)
+        return max((_max_difference(left, right) for left, right in pairs), default=0.0)
+    raise ExportError(f"outputs differ in type: {type(expected).__name__}, {type(actual).__name__}")
 
 
 def _script(module: nn.Module, freeze: bool) -> torch.jit.ScriptModule:
