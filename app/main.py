@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from app.api import classify, health, models
+from app.api import classify, detect, health, models
 from app.api.middleware import RequestContextMiddleware
 from app.api.responses import render_error
 from app.api.state import AppState
@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = ServiceMetrics()
     app = FastAPI(
         title="visionserve",
-        summary="Batched image classification over HTTP.",
+        summary="Batched image classification and object detection over HTTP.",
         version="0.1.0",
         lifespan=partial(_lifespan, settings=settings, metrics=metrics),
     )
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(HTTPException, _http_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _internal_error_handler)
 
-    for router in (classify.router, models.router, health.router):
+    for router in (classify.router, detect.router, models.router, health.router):
         app.include_router(router)
     return app
 

@@ -55,6 +55,43 @@ class ClassifyResponse(BaseModel):
     results: list[ClassificationResult]
 
 
+class Box(BaseModel):
+    """Pixel coordinates in the original upload, after EXIF orientation."""
+
+    x_min: float
+    y_min: float
+    x_max: float
+    y_max: float
+
+
+class DetectedObjectPublic(BaseModel):
+    """One detected object."""
+
+    label: str
+    class_id: int
+    score: float
+    box: Box
+
+
+class DetectionResult(BaseModel):
+    """The answer for one uploaded image: detections (best first), or that image's error."""
+
+    index: int
+    filename: str | None
+    width: int | None = None
+    height: int | None = None
+    detections: list[DetectedObjectPublic] | None = None
+    error: ErrorBody | None = None
+
+
+class DetectResponse(BaseModel):
+    """One result per uploaded image, in upload order."""
+
+    model: ModelRef
+    score_threshold: float
+    results: list[DetectionResult]
+
+
 class ModelDescription(BaseModel):
     """A served model: its card, archive hash and where it runs."""
 

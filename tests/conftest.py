@@ -10,13 +10,14 @@ from torch import nn
 
 from app.config import Settings
 from app.main import create_app
-from app.runtime.card import InputSpec, ModelCard, Normalization
+from app.runtime.card import DetectionSpec, InputSpec, ModelCard, Normalization
 from training.export import export_model
 from training.models import framework_versions
 from training.modules import NormalizedClassifier
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_MODEL = "tiny-colors"
+TINY_DETECTOR = "tiny-boxes"
 
 
 class TopLeftColor(nn.Module):
@@ -50,11 +51,49 @@ def tiny_module() -> nn.Module:
     return NormalizedClassifier(TopLeftColor(), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
 
+class RedBoxDetector(nn.Module):
+    """Boxes the red pixels (class 1, score 0.9) and, weakly, the whole image (class 2, 0.1)."""
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        results: list[dict[str, torch.Tensor]] = []
+        for image in images:
+            pixels = image.float()
+            height, width = pixels.shape[1], pixels.shape[2]
+            red = (pixels[0] > 150) & (pixels[1] < 100) & (pixels[2] < 100)
+            points = red.nonzero()
+            whole = torch.tensor([[0.0, 0.0, float(width), float(height)]])
+            boxes, scores, labels = whole, torch.tensor([0.1]), torch.tensor([2])
+            if points.shape[0] > 0:
+                top_left = points.min(dim=0).values.float()
+                bottom_right = points.max(dim=0).values.float() + 1.0
+                found = torch.stack([top_left[1], top_left[0], bottom_right[1], bottom_right[0]])
+                boxes = torch.cat([whole, found.unsqueeze(0)])
+                scores = torch.tensor([0.1, 0.9])
+                labels = torch.tensor([2, 1])
+            results.append({"boxes": boxes, "scores": scores, "labels": labels})
+        return results
+
+
+def tiny_detector_card() -> ModelCard:
+    """The card of the tiny red-box detector."""
+    return ModelCard(
+        name=TINY_DETECTOR,
+        version="0.0.1",
+        task="detect",
+        architecture="red-box",
+        framework=framework_versions(),
+        labels=("__background__", "red thing", "anything"),
+        input=InputSpec(resize_mode="longer_side", resize_size=160),
+        detection=DetectionSpec(score_threshold=0.5),
+    )
+
+
 @pytest.fixture(scope="session")
 def model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model store holding the tiny classifier, exported through the real exporter."""
     store = tmp_path_factory.mktemp("models")
     export_model(tiny_module(), tiny_card(), store)
+    export_model(RedBoxDetector(), tiny_detector_card(), store)
     return store
 
 
@@ -64,8 +103,10 @@ def settings(model_store: Path) -> Settings:
     return Settings(
         model_dir=model_store,
         default_classifier=TINY_MODEL,
+        default_detector=TINY_DETECTOR,
         max_batch_size=8,
         max_batch_wait_ms=2.0,
+        autotune_batch_size=False,
         max_image_bytes=2 * 1024 * 1024,
         max_image_pixels=4_000_000,
         max_images_per_request=4,

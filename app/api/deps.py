@@ -66,10 +66,20 @@ async def get_classifier(
     return registry.get_for_task(model or settings.default_classifier, "classify")
 
 
+async def get_detector(
+    registry: RegistryDep,
+    settings: SettingsDep,
+    model: Annotated[str | None, Query(description="Model name; default from settings.")] = None,
+) -> ServedModel:
+    """The detector the request names, or the default one."""
+    return registry.get_for_task(model or settings.default_detector, "detect")
+
+
 async def get_uploads(request: Request, settings: SettingsDep) -> list[Upload]:
     """The uploaded images."""
     return await read_uploads(request, settings)
 
 
 ClassifierDep = Annotated[ServedModel, Depends(get_classifier)]
+DetectorDep = Annotated[ServedModel, Depends(get_detector)]
 UploadsDep = Annotated[list[Upload], Depends(get_uploads)]

@@ -1,4 +1,4 @@
-"""Batched forward passes: the functions the batcher's worker thread runs."""
+"""Batched classifier calls: the functions the batcher's worker threads run."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,9 +53,9 @@ def make_device_transfer(device: torch.device) -> Callable[[torch.Tensor], torch
     return lambda batch: batch.pin_memory().to(device, non_blocking=True)
 
 
-def warm_up_inputs(
-    channels: int, height: int, width: int, batch_sizes: list[int]
-) -> list[list[ClassifyInput]]:
-    """Dummy batches used to warm a classifier up before /readyz turns 200."""
+def classify_warm_up_batch(
+    channels: int, height: int, width: int, size: int
+) -> list[ClassifyInput]:
+    """`size` blank images shaped as the classifier's input."""
     pixels = torch.zeros((channels, height, width), dtype=torch.uint8)
-    return [[ClassifyInput(pixels, 1)] * size for size in batch_sizes]
+    return [ClassifyInput(pixels, 1)] * size

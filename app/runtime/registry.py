@@ -1,21 +1,18 @@
 """The model store in memory: every served model with its batcher, looked up by name."""
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from app.errors import ModelLoadError, ModelNotFound, WrongTask
 from app.runtime.batching import BatchPolicy, DynamicBatcher
 from app.runtime.card import ModelCard, Task
-from app.runtime.inference import (
-    ClassifyInput,
-    RankedClasses,
-    make_classify_runner,
-    warm_up_inputs,
-)
+from app.runtime.detection import detect_warm_up_batch, make_detect_runner
+from app.runtime.inference import classify_warm_up_batch, make_classify_runner
 from app.runtime.loader import LoadedModel, discover_model_dirs, load_model
 from app.runtime.tuning import best_batch_size, candidate_sizes, measure_batch_rates
 
@@ -29,7 +26,9 @@ class ServedModel:
     """A loaded model and the batcher that feeds it."""
 
     loaded: LoadedModel
-    batcher: DynamicBatcher[ClassifyInput, RankedClasses]
+    # Items and outputs depend on the task: ClassifyInput -> RankedClasses, or
+    # DetectInput -> list[DetectedObject]; the task's service knows which.
+    batcher: DynamicBatcher[Any, Any]
 
     @property
     def card(self) -> ModelCard:
@@ -117,24 +116,34 @@ class ModelRegistry:
 
 def _make_batcher(
     loaded: LoadedModel, policy: BatchPolicy, observe_batch: BatchObserver | None
-) -> DynamicBatcher[ClassifyInput, RankedClasses]:
-    if loaded.card.task != "classify":
-        raise ModelLoadError(f"{loaded.card.name}: task {loaded.card.task!r} is not served yet")
+) -> DynamicBatcher[Any, Any]:
     name = loaded.card.name
 
     def observe(size: int, seconds: float) -> None:
         if observe_batch is not None:
             observe_batch(name, size, seconds)
 
-    return DynamicBatcher(name, make_classify_runner(loaded), policy, observe)
+    return DynamicBatcher(name, _runner(loaded), policy, observe)
+
+
+def _runner(loaded: LoadedModel) -> Callable[[list[Any]], Sequence[Any]]:
+    if loaded.card.task == "detect":
+        return make_detect_runner(loaded)
+    return make_classify_runner(loaded)
+
+
+def _warm_up_batch(card: ModelCard, size: int) -> list[Any]:
+    spec = card.input
+    if card.task == "detect":
+        return detect_warm_up_batch(spec.channels, spec.resize_size, size)
+    height, width = spec.tensor_size
+    return classify_warm_up_batch(spec.channels, height, width, size)
 
 
 def _warm_up_and_tune(served: ServedModel, cap: int, autotune: bool) -> None:
-    spec = served.card.input
-    height, width = spec.tensor_size
-    run = make_classify_runner(served.loaded)
+    run = _runner(served.loaded)
     sizes = candidate_sizes(cap)
-    batches = dict(zip(sizes, warm_up_inputs(spec.channels, height, width, sizes), strict=True))
+    batches = {size: _warm_up_batch(served.card, size) for size in sizes}
     for batch in batches.values():  # first calls compile and pick kernels, per shape
         run(batch)
     if not autotune:

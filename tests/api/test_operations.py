@@ -16,7 +16,11 @@ def test_models_lists_cards_with_hash_and_device(client: TestClient) -> None:
     body = client.get("/models").json()
     assert body["device"].startswith("cpu")
     assert body["default_classifier"] == "tiny-colors"
-    [model] = body["models"]
+    assert body["default_detector"] == "tiny-boxes"
+    models = {model["card"]["name"]: model for model in body["models"]}
+    assert set(models) == {"tiny-boxes", "tiny-colors"}
+    model = models["tiny-colors"]
+    assert models["tiny-boxes"]["card"]["detection"]["score_threshold"] == 0.5
     assert model["card"]["labels"] == ["red", "green", "blue"]
     assert model["card"]["input"]["crop_size"] == 32
     assert model["device"] == "cpu"
@@ -91,5 +95,5 @@ def test_batch_size_is_tuned_at_warm_up(settings: Settings) -> None:
     with TestClient(
         create_app(settings.model_copy(update={"autotune_batch_size": True}))
     ) as client:
-        [model] = client.get("/models").json()["models"]
-    assert 1 <= model["max_batch_size"] <= settings.max_batch_size
+        models = client.get("/models").json()["models"]
+    assert all(1 <= model["max_batch_size"] <= settings.max_batch_size for model in models)

@@ -1,0 +1,65 @@
+"""The stages every image task shares: prepare uploads in parallel, one batched call, outcomes."""
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from app.errors import InferenceTimeout, ServiceError
+from app.observability import ServiceMetrics
+from app.runtime.registry import ServedModel
+from app.schemas import ErrorBody, ModelRef
+from app.services.uploads import ImagePreparer, PreparedImage, Upload
+
+Outcome = tuple[PreparedImage, Any] | ServiceError
+
+
+async def run_uploads(
+    uploads: list[Upload],
+    served: ServedModel,
+    make_input: Callable[[PreparedImage], Any],
+    *,
+    preparer: ImagePreparer,
+    timeout_s: float,
+    metrics: ServiceMetrics,
+) -> list[Outcome]:
+    """Per upload, in order: (prepared image, model output), or the error that upload got.
+
+    A request with a single unusable upload raises that upload's error instead.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            prepared = await _prepare(uploads, served, preparer)
+            usable = [item for item in prepared if isinstance(item, PreparedImage)]
+            outputs = iter(await served.batcher.submit_many([make_input(item) for item in usable]))
+    except TimeoutError:
+        raise InferenceTimeout(f"No answer within {timeout_s} s.", timeout_s=timeout_s) from None
+    outcomes: list[Outcome] = [
+        item if isinstance(item, ServiceError) else (item, next(outputs)) for item in prepared
+    ]
+    for outcome in outcomes:
+        code = outcome.code if isinstance(outcome, ServiceError) else "ok"
+        metrics.images.labels(served.name, code).inc()
+    if len(outcomes) == 1 and isinstance(outcomes[0], ServiceError):
+        raise outcomes[0]
+    return outcomes
+
+
+async def _prepare(
+    uploads: list[Upload], served: ServedModel, preparer: ImagePreparer
+) -> list[PreparedImage | ServiceError]:
+    # Announce the images being decoded so the batcher waits for them, and only for them.
+    served.batcher.expect(len(uploads))
+    try:
+        return await preparer.prepare_all(uploads, served.card.input)
+    finally:
+        served.batcher.expect(-len(uploads))
+
+
+def model_ref(served: ServedModel) -> ModelRef:
+    """The exact model that answered."""
+    return ModelRef(name=served.name, version=served.card.version, sha256=served.loaded.sha256)
+
+
+def error_body(error: ServiceError) -> ErrorBody:
+    """The error entry of one image in a batch."""
+    return ErrorBody.model_validate(error.to_body())
