@@ -50,7 +50,8 @@ models: $(STAMP)
 	$(PY) -m training export --arch mobilenet_v2 --weights IMAGENET1K_V1 --name imagenet-mobilenet-v2 --out models
 
 bench: $(STAMP)
-	$(PY) -m bench.classify
+	$(PY) -m bench.serve --model imagenet-mobilenet-v2
+	test ! -d models/objects-detector || $(PY) -m bench.serve --model objects-detector
 
 # The container deployment (README "Deployment"); needs docker or the container sandbox, not in CI.
 docker:

@@ -1,4 +1,4 @@
-"""The in-process ceiling: decode, preprocess and classify the same photos with no HTTP.
+"""The in-process ceiling: decode, preprocess and run the model on the same photos, no HTTP.
 
 Measured for each (processes x threads, batch size) layout, since on a small CPU the best layout
 is not the default one (e.g. two single-threaded processes beat one two-threaded process).
@@ -7,6 +7,7 @@ is not the default one (e.g. two single-threaded processes beat one two-threaded
 import itertools
 import multiprocessing
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
@@ -15,8 +16,9 @@ from pathlib import Path
 import torch
 
 from app.imaging import ImageLimits, decode_image
+from app.runtime.detection import DetectInput, make_detect_runner
 from app.runtime.inference import ClassifyInput, make_classify_runner
-from app.runtime.loader import load_model
+from app.runtime.loader import LoadedModel, load_model
 from app.runtime.preprocessing import draft_size, preprocess_image
 
 _LIMITS = ImageLimits(max_bytes=50 * 1024 * 1024, max_pixels=100_000_000, min_side=1)
@@ -80,31 +82,32 @@ class _Job:
 
 
 def _worker(job: _Job, barrier: Barrier, results: "Queue[tuple[int, float]]") -> None:
-    model_dir, photos, layout, duration_s, offset = (
-        job.model_dir,
-        job.photos,
-        job.layout,
-        job.duration_s,
-        job.offset,
-    )
-    torch.set_num_threads(layout.threads)
-    model = load_model(model_dir, torch.device("cpu"))
-    run = make_classify_runner(model)
-    spec = model.card.input
-    source = itertools.cycle(photos[offset:] + photos[:offset])
-
-    def classify_batch() -> None:
-        inputs = []
-        for _ in range(layout.batch_size):
-            decoded = decode_image(next(source), _LIMITS, draft_size(spec))
-            inputs.append(ClassifyInput(preprocess_image(decoded.image, spec), 5))
-        run(inputs)
-
+    torch.set_num_threads(job.layout.threads)
+    model = load_model(job.model_dir, torch.device("cpu"))
+    run_batch = _pipeline(model)
+    source = itertools.cycle(job.photos[job.offset :] + job.photos[: job.offset])
+    batch_size = job.layout.batch_size
     for _ in range(3):
-        classify_batch()  # warm-up at this shape
+        run_batch([next(source) for _ in range(batch_size)])  # warm-up at this shape
     barrier.wait()
     images, started = 0, time.perf_counter()
-    while time.perf_counter() - started < duration_s:
-        classify_batch()
-        images += layout.batch_size
+    while time.perf_counter() - started < job.duration_s:
+        run_batch([next(source) for _ in range(batch_size)])
+        images += batch_size
     results.put((images, time.perf_counter() - started))
+
+
+def _pipeline(model: LoadedModel) -> Callable[[list[bytes]], object]:
+    """Uploads -> answers with the service's own decode, preprocess and batch functions."""
+    spec = model.card.input
+
+    def prepare(data: bytes) -> tuple[torch.Tensor, int, int]:
+        decoded = decode_image(data, _LIMITS, draft_size(spec))
+        return preprocess_image(decoded.image, spec), decoded.width, decoded.height
+
+    if model.card.task == "detect":
+        detect = make_detect_runner(model)
+        threshold = model.card.detection.score_threshold if model.card.detection else 0.5
+        return lambda batch: detect([DetectInput(*prepare(data), threshold, 100) for data in batch])
+    classify = make_classify_runner(model)
+    return lambda batch: classify([ClassifyInput(prepare(data)[0], 5) for data in batch])

@@ -1,7 +1,8 @@
-"""Benchmark POST /classify against the in-process ceiling, in one run on one machine.
+"""Benchmark POST /classify or /detect against the in-process ceiling, in one run, one machine.
 
-    python -m bench.classify [--duration 15] [--concurrency 1 32] [--env VISION_X=Y ...]
+    python -m bench.serve [--model NAME] [--duration 15] [--concurrency 1 32] [--env VISION_X=Y]
 
+The route follows the model's task.
 First the ceiling: the same photos decoded, preprocessed and classified in-process with no HTTP,
 in every layout (processes x threads x batch size), each measured `--rounds` times, interleaved;
 the best layout's median is the ceiling. Then the service under a keep-alive load at each
@@ -83,6 +84,11 @@ def _ceiling(args: argparse.Namespace, photos: list[bytes]) -> dict[str, float]:
     return medians
 
 
+def _task(args: argparse.Namespace) -> str:
+    card = json.loads((args.model_dir / args.model / "card.json").read_text())
+    return str(card["task"])
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -117,7 +123,7 @@ def _load(
     port: int, args: argparse.Namespace, photos: list[tuple[str, bytes]], concurrency: int
 ) -> LoadResult:
     per_request = args.images_per_request
-    path = f"/classify?model={args.model}"
+    path = f"/{_task(args)}?model={args.model}"
     payloads = []
     for first in range(len(photos)):
         files = [photos[(first + j) % len(photos)] for j in range(per_request)]
@@ -129,7 +135,9 @@ def _load(
 def _report(
     args: argparse.Namespace, ceiling: float, layout: str, runs: dict[int, LoadResult]
 ) -> list[dict[str, object]]:
-    print(f"\nPOST /classify, {args.images_per_request} image(s)/request, server env {args.env}")
+    print(
+        f"\nPOST /{_task(args)}, {args.images_per_request} image(s)/request, server env {args.env}"
+    )
     header = ("concurrency", "images/s", "p50 ms", "p99 ms", "vs ceiling", "errors")
     print("{:>11} {:>9} {:>8} {:>8} {:>10} {:>6}".format(*header))
     rows: list[dict[str, object]] = []
@@ -165,7 +173,7 @@ def _save(
         "http": rows,
         "server_env": args.env,
     }
-    path = args.output / f"classify-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path = args.output / f"{args.model}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(record, indent=2))
 
 
