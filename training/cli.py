@@ -4,10 +4,13 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
+
+import torch.distributed
 
 from app.runtime.card import ModelCard
 from training.artifact import evaluate_artifact
@@ -15,6 +18,13 @@ from training.checkpoint import load_checkpoint
 from training.config import ConfigError, TrainConfig
 from training.data import load_data
 from training.datacheck import DatasetError, format_report
+from training.detection.cli import (
+    add_detection_options,
+    evaluate_detection,
+    is_detection,
+    is_detector_folder,
+    train_detection,
+)
 from training.export import export_model
 from training.metrics import format_metrics
 from training.models import build_classifier, framework_versions, model_names
@@ -111,6 +121,7 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     add("--seed", type=int, default=defaults.seed)
     add("--deterministic", action="store_true", help="deterministic kernels (slower)")
     add("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_detection_options(parser)
 
 
 def _add_export(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +136,8 @@ def _add_export(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace, arguments: list[str]) -> int:
+    if is_detection(args):
+        return train_detection(arguments)
     command = "python -m training " + shlex.join(arguments)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     if args.resume is not None:
@@ -140,7 +153,18 @@ def _train(args: argparse.Namespace, arguments: list[str]) -> int:
     return 0
 
 
+def _launcher() -> str:
+    """How this process was started, for the card's record of the command."""
+    if not torch.distributed.is_torchelastic_launched():
+        return "python -m training"
+    # torchrun's contract: LOCAL_WORLD_SIZE is --nproc_per_node.
+    processes = os.environ.get("LOCAL_WORLD_SIZE", "?")
+    return f"torchrun --nproc_per_node={processes} -m training"
+
+
 def _evaluate(args: argparse.Namespace) -> int:
+    if is_detector_folder(args.model):
+        return evaluate_detection(args)
     result = evaluate_artifact(
         args.model, args.data, args.split, batch_size=args.batch_size, workers=args.workers
     )
