@@ -19,15 +19,20 @@ def candidate_sizes(cap: int) -> list[int]:
     return sorted({1 << power for power in range(cap.bit_length())} | {cap})
 
 
-def measure_batch_rates(run: BatchRunner, sizes: list[int], budget_s: float) -> dict[int, float]:
+def measure_batch_rates(
+    run: BatchRunner,
+    sizes: list[int],
+    budget_s: float,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[int, float]:
     """Images/s at each size (each already warmed up); stops once sizes clearly get worse."""
     rates: dict[int, float] = {}
     for size in sizes:
-        calls, started = 0, time.perf_counter()
-        while calls < 2 or time.perf_counter() - started < budget_s:
+        calls, started = 0, clock()
+        while calls < 2 or clock() - started < budget_s:
             run(size)
             calls += 1
-        rates[size] = size * calls / (time.perf_counter() - started)
+        rates[size] = size * calls / (clock() - started)
         if rates[size] < 0.6 * max(rates.values()):
             break
     return rates

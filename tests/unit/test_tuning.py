@@ -1,6 +1,6 @@
 """Batch-size tuning picks the measured best, preferring smaller sizes on a tie."""
 
-import time
+import pytest
 
 from app.runtime.tuning import best_batch_size, candidate_sizes, measure_batch_rates
 
@@ -13,11 +13,17 @@ def test_candidates_are_powers_of_two_and_the_cap() -> None:
 
 def test_measures_a_runner_that_likes_batch_four() -> None:
     seconds_per_image = {1: 0.004, 2: 0.003, 4: 0.001, 8: 0.004, 16: 0.004}
+    now = 0.0  # a simulated clock: the test cannot be upset by a busy machine
+
+    def clock() -> float:
+        return now
 
     def run(size: int) -> None:
-        time.sleep(seconds_per_image[size] * size)
+        nonlocal now
+        now += seconds_per_image[size] * size
 
-    rates = measure_batch_rates(run, [1, 2, 4, 8, 16], budget_s=0.05)
+    rates = measure_batch_rates(run, [1, 2, 4, 8, 16], budget_s=0.05, clock=clock)
+    assert rates[4] == pytest.approx(1000.0)
     assert best_batch_size(rates) == 4
     assert 16 not in rates  # stopped once sizes got clearly worse
 
