@@ -67,9 +67,10 @@ def check_image(image: str) -> float:
     """The image's size in MB, after checking its configuration and contents."""
     (config,) = json.loads(docker("image", "inspect", image))
     settings = config["Config"]
-    user = settings.get("User") or config.get("User")  # podman also reports it at the top level
+    user = settings.get("User") or config.get("User")  # podman reports some at the top level
     _expect(user not in (None, "", "root", "0"), f"image runs as a non-root user: {user!r}")
-    _expect(settings.get("Healthcheck") is not None, "image has a HEALTHCHECK")
+    healthcheck = settings.get("Healthcheck") or config.get("Healthcheck")
+    _expect(healthcheck is not None, "image has a HEALTHCHECK")
     _expect(settings.get("Cmd") == ["python", "-m", "app"], f"exec-form CMD: {settings['Cmd']}")
     probe = json.loads(docker("run", "--rm", image, "python", "-c", IMAGE_PROBE))
     _expect(probe["uid"] != 0, f"non-root user: uid {probe['uid']}")
