@@ -125,3 +125,13 @@ def client(settings: Settings) -> Iterator[TestClient]:
 def anyio_backend() -> str:
     """Run async tests on asyncio (the loop uvicorn uses)."""
     return "asyncio"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip `gpu` tests, with the reason, where CUDA is absent."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
