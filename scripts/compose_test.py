@@ -17,6 +17,8 @@ from scripts.stack import Stack, StackError, container_state, docker, encode_mul
 
 IMAGE = "visionserve:cpu"
 EXPECTED_LABEL = "espresso"  # scikit-image's `coffee` photo
+# As in docker-compose.yml: within every engine's and host's limits.
+NOFILE = ("--ulimit", "nofile=16384:16384")
 logger = logging.getLogger("compose-test")
 
 # Run inside the image: serving dependencies only, no compilers, no training code, not root.
@@ -72,7 +74,7 @@ def check_image(image: str) -> float:
     healthcheck = settings.get("Healthcheck") or config.get("Healthcheck")
     _expect(healthcheck is not None, "image has a HEALTHCHECK")
     _expect(settings.get("Cmd") == ["python", "-m", "app"], f"exec-form CMD: {settings['Cmd']}")
-    probe = json.loads(docker("run", "--rm", image, "python", "-c", IMAGE_PROBE))
+    probe = json.loads(docker("run", "--rm", *NOFILE, image, "python", "-c", IMAGE_PROBE))
     _expect(probe["uid"] != 0, f"non-root user: uid {probe['uid']}")
     _expect(not probe["compilers"], f"no compilers: {probe['compilers']}")
     _expect(not probe["dev_packages"], f"no training or dev packages: {probe['dev_packages']}")

@@ -57,8 +57,11 @@ class Stack:
     def wait_healthy(self, service: str, replicas: int = 1, timeout_s: float = 600) -> float:
         """Seconds until `replicas` containers of the service report healthy."""
         started = time.perf_counter()
+        containers: list[str] = []
         while time.perf_counter() - started < timeout_s:
-            states = [container_state(c) for c in self.containers(service)]
+            if len(containers) < replicas:  # `compose ps` is slow: ask until all exist
+                containers = self.containers(service)
+            states = [container_state(c) for c in containers]
             healthy = sum(state.get("Health", {}).get("Status") == "healthy" for state in states)
             if healthy >= replicas:
                 return time.perf_counter() - started
