@@ -42,16 +42,13 @@ def export_model(
 def parity_inputs(card: ModelCard) -> torch.Tensor | list[torch.Tensor]:
     """Fixed uint8 images shaped as the card's input, from a seeded generator.
 
-    Classifiers get a batch tensor; detectors a list of two images of different sizes.
+    Classifiers get a batch tensor; detectors a list of images of different sizes.
     """
-    generator = torch.Generator().manual_seed(PARITY_SEED)
-    channels = card.input.channels
     if card.task == "detect":
-        side = card.input.resize_size
-        shapes = [(channels, side, side * 3 // 4), (channels, side * 3 // 4, side)]
-        return [_random_image(shape, generator) for shape in shapes]
+        return detection_parity_inputs(card)
+    generator = torch.Generator().manual_seed(PARITY_SEED)
     height, width = card.input.tensor_size
-    return _random_image((2, channels, height, width), generator)
+    return _random_image((2, card.input.channels, height, width), generator)
 
 
 def check_parity(

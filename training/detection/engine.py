@@ -1,0 +1,127 @@
+"""One pass of detector training, and predictions in COCO form for scoring."""
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from training.detection.data import Target
+from training.engine import StepSettings
+
+_POSTFIX_EVERY = 5
+
+
+@dataclass(frozen=True)
+class DetectionOptimization:
+    """Optimizer, per-step schedule and gradient scaler."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+
+
+@dataclass(frozen=True)
+class DetectionEpochStats:
+    """Mean loss (and its parts) over one epoch, and its speed."""
+
+    loss: float
+    parts: dict[str, float]
+    images: int
+    seconds: float
+
+    @property
+    def images_per_s(self) -> float:
+        """Training throughput."""
+        return self.images / max(self.seconds, 1e-9)
+
+
+def train_one_epoch(
+    detector: nn.Module,
+    loader: Iterable[tuple[Sequence[torch.Tensor], Sequence[Target]]],
+    optimization: DetectionOptimization,
+    settings: StepSettings,
+    description: str,
+) -> DetectionEpochStats:
+    """Train the float-input torchvision detector for one pass, stepping the schedule per batch."""
+    detector.train()
+    sums: dict[str, float] = {}
+    images_seen = 0
+    started = time.perf_counter()
+    bar = tqdm(loader, desc=description, unit="batch", disable=not settings.progress, leave=False)
+    optimizer, scaler = optimization.optimizer, optimization.scaler
+    for step, (batch_images, batch_targets) in enumerate(bar):
+        images = [
+            image.to(settings.device, non_blocking=True).float() / 255.0 for image in batch_images
+        ]
+        targets = [{k: v.to(settings.device) for k, v in t.items()} for t in batch_targets]
+        with settings.autocast():
+            losses: dict[str, torch.Tensor] = detector(images, targets)
+        loss = torch.stack(list(losses.values())).sum()
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(
+                "the training loss is not finite; lower --lr or set --clip-grad-norm"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        torch.autograd.backward(scaler.scale(loss))
+        if settings.clip_grad_norm > 0:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(detector.parameters(), settings.clip_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        optimization.scheduler.step()
+        images_seen += len(images)
+        for name, value in {"loss": loss, **losses}.items():
+            sums[name] = sums.get(name, 0.0) + float(value.detach()) * len(images)
+        if step % _POSTFIX_EVERY == 0:
+            lr = optimizer.param_groups[0]["lr"]
+            bar.set_postfix(loss=f"{sums['loss'] / images_seen:.4f}", lr=f"{lr:.2e}")
+    means = {name: total / max(images_seen, 1) for name, total in sums.items()}
+    loss_mean = means.pop("loss", float("nan"))
+    return DetectionEpochStats(loss_mean, means, images_seen, time.perf_counter() - started)
+
+
+def predict(
+    module: nn.Module | torch.jit.ScriptModule,
+    loader: Iterable[tuple[Sequence[torch.Tensor], Sequence[torch.Tensor], Sequence[int]]],
+    label_to_category: Sequence[int],
+    *,
+    device: torch.device,
+    progress: bool = True,
+    description: str = "predict",
+) -> list[dict[str, Any]]:
+    """COCO result entries for every image, boxes scaled back to the original image's pixels.
+
+    `module` takes uint8 images (the exported form); `label_to_category[k]` is the data's
+    category id of model label k.
+    """
+    if isinstance(module, nn.Module):
+        module.eval()
+    results: list[dict[str, Any]] = []
+    bar = tqdm(loader, desc=description, unit="batch", disable=not progress, leave=False)
+    with torch.inference_mode():
+        for pixels, scales, image_ids in bar:
+            outputs = module([image.to(device) for image in pixels])
+            for output, scale, image_id in zip(outputs, scales, image_ids, strict=True):
+                results += coco_results(output, scale, int(image_id), label_to_category)
+    return results
+
+
+def coco_results(
+    output: dict[str, torch.Tensor], scale: torch.Tensor, image_id: int,
+    label_to_category: Sequence[int],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """One image's detections as COCO entries (xywh in original pixels)."""
+    boxes = output["boxes"].float().cpu() * scale
+    boxes[:, 2:] -= boxes[:, :2]
+    return [
+        {"image_id": image_id, "category_id": int(label_to_category[int(label)]),
+         "bbox": [round(v, 2) for v in box], "score": round(float(score), 5)}
+        for box, score, label in zip(
+            boxes.tolist(), output["scores"].cpu(), output["labels"].cpu(), strict=True
+        )
+    ]  # fmt: skip

@@ -1,0 +1,172 @@
+"""A finished detector run: metrics.json, PR curves, predictions grid, curves, card, export."""
+
+import copy
+import logging
+import math
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from PIL import Image
+
+from app.runtime.card import DetectionSpec, ModelCard
+from training.detection.metrics import RECALL_POINTS, DetectionMetrics, format_detection_metrics
+from training.export import export_model
+from training.models import framework_versions
+from training.publish import machine_description
+from training.report import METRICS_JSON, RESULTS_CSV, write_json
+
+if TYPE_CHECKING:
+    from training.detection.trainer import DetectionRun
+
+logger = logging.getLogger(__name__)
+
+PR_CURVE_PNG = "pr_curve.png"
+PREDICTIONS_PNG = "predictions.png"
+CURVES_PNG = "curves.png"
+REPORT_FILES = (METRICS_JSON, RESULTS_CSV, PR_CURVE_PNG, PREDICTIONS_PNG, CURVES_PNG)
+_GRID_IMAGES = 12
+
+Evaluator = Callable[["DetectionRun", str], tuple[DetectionMetrics, list[dict[str, Any]]]]
+
+
+def finish_run(
+    run: "DetectionRun", command: str, total_s: float, evaluate: Evaluator
+) -> Path | None:
+    """Score the best weights on test (or val), write the report and export the model."""
+    split = "test" if "test" in run.splits else "val"
+    final, detections = evaluate(run, split)
+    best_val, _ = evaluate(run, "val")
+    logger.info("%s", format_detection_metrics(final, f"best epoch on {split}"))
+    training = training_record(run, command, total_s)
+    dataset = run.config.data
+    payload = {"dataset": dataset, "split": split, split: final.to_dict(),
+               "val": best_val.to_dict(), "training": training}  # fmt: skip
+    write_json(payload, run.run_dir / METRICS_JSON)
+    title = f"{run.config.model_name} on {dataset} {split}"
+    plot_pr_curves(final, run.run_dir / PR_CURVE_PNG, title)
+    plot_detection_curves(run.state.history, run.run_dir / CURVES_PNG)
+    data = run.splits[split]
+    paths = [data.path(i) for i in range(min(_GRID_IMAGES, len(data.images)))]
+    ids = [data.images[i]["id"] for i in range(len(paths))]
+    names = {category: data.labels[k] for category, k in data.category_to_label.items()}
+    plot_predictions(
+        paths, ids, data.coco["annotations"], detections=detections, names=names,
+        threshold=run.config.score_threshold, path=run.run_dir / PREDICTIONS_PNG,
+    )  # fmt: skip
+    if not run.config.export:
+        return None
+    source = f"visionserve training run {run.run_dir.name}"
+    card = ModelCard(
+        name=run.config.model_name, version=run.config.model_version, task="detect",
+        architecture=run.config.arch, framework=framework_versions(), labels=data.labels,
+        input=run.spec, detection=DetectionSpec(score_threshold=run.config.score_threshold),
+        metrics=(final.to_evaluation(dataset, split, source),
+                 best_val.to_evaluation(dataset, "val", source)),
+        training=training,
+    )  # fmt: skip
+    directory = export_model(copy_for_export(run.module), card, run.config.store)
+    for name in REPORT_FILES:
+        shutil.copyfile(run.run_dir / name, directory / name)
+    return directory
+
+
+def copy_for_export(module: torch.nn.Module) -> torch.nn.Module:
+    """A CPU float copy in eval mode (the training module stays where it is)."""
+    return copy.deepcopy(module).cpu().float().eval()
+
+
+def training_record(run: "DetectionRun", command: str, total_s: float) -> dict[str, Any]:
+    """What the card says about how the model was made."""
+    history = run.state.history
+    images = sum(row["images_per_s"] * row["train_s"] for row in history)
+    train_s = sum(row["train_s"] for row in history)
+    return {
+        "command": command,
+        "wall_time_s": round(run.state.wall_time_s, 1),
+        "process_time_s": round(total_s, 1),
+        "images_per_s": round(images / max(train_s, 1e-9), 2),
+        "epochs": len(history),
+        "best_epoch": run.state.best_epoch + 1,
+        "weights": f"{run.config.weights} (MobileNet_V2_Weights.IMAGENET1K_V1 backbone)",
+        "machine": machine_description(run.settings.device, 1),
+        "data": {"source": run.config.data,
+                 "counts": {name: len(s.images) for name, s in run.splits.items()}},
+        "detector": {k: v for k, v in vars(run.detector_config).items()},
+        "recipe": run.config.to_dict(),
+        "run": run.run_dir.name,
+    }  # fmt: skip
+
+
+def plot_pr_curves(metrics: DetectionMetrics, path: Path, title: str) -> None:
+    """Precision against recall at IoU 0.5, one line per class."""
+    figure = Figure(figsize=(7, 5.5))
+    axes = figure.add_subplot()
+    for label, precision in metrics.pr_curves.items():
+        ap50 = metrics.per_class[label]["ap50"]
+        axes.plot(RECALL_POINTS, precision, label=f"{label} ({ap50:.3f})")
+    axes.set_xlabel("recall")
+    axes.set_ylabel("precision")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.02)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="lower left", title="class (AP@.5)")
+    axes.set_title(f"{title}\nmAP@.5 {metrics.map50:.4f}, mAP@[.5:.95] {metrics.map:.4f}")
+    _save(figure, path)
+
+
+def plot_detection_curves(history: Sequence[dict[str, float]], path: Path) -> None:
+    """Training loss, validation mAP and the learning rate per epoch."""
+    epochs = [row["epoch"] for row in history]
+    figure = Figure(figsize=(13, 4))
+    loss_axes, map_axes, lr_axes = figure.subplots(1, 3)
+    loss_axes.plot(epochs, [row["train_loss"] for row in history], marker="o")
+    loss_axes.set_title("training loss")
+    map_axes.plot(epochs, [row["val_map50"] for row in history], marker="o", label="mAP@.5")
+    map_axes.plot(epochs, [row["val_map"] for row in history], marker="o", label="mAP@[.5:.95]")
+    map_axes.set_title("validation mAP")
+    map_axes.legend()
+    lr_axes.plot(epochs, [row["lr"] for row in history], marker="o")
+    lr_axes.set_title("learning rate (end of epoch)")
+    for axes in (loss_axes, map_axes, lr_axes):
+        axes.set_xlabel("epoch")
+        axes.grid(alpha=0.3)
+    _save(figure, path)
+
+
+def plot_predictions(
+    paths: Sequence[Path], image_ids: Sequence[int], annotations: Sequence[dict[str, Any]], *,
+    detections: Sequence[dict[str, Any]], names: dict[int, str], threshold: float, path: Path,
+) -> None:  # fmt: skip
+    """Test images with ground truth (dashed white) and detections above `threshold` (red)."""
+    columns = min(4, max(len(paths), 1))
+    rows = max(1, math.ceil(len(paths) / columns))
+    figure = Figure(figsize=(4 * columns, 3.3 * rows + 0.4))
+    figure.suptitle(f"ground truth (dashed) and detections with score >= {threshold}")
+    for index, (file, image_id) in enumerate(zip(paths, image_ids, strict=True)):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        with Image.open(file) as image:
+            axes.imshow(image.convert("RGB"))
+        for item in annotations:
+            if item["image_id"] == image_id:
+                x, y, w, h = item["bbox"]
+                axes.add_patch(Rectangle((x, y), w, h, fill=False, ec="white", ls="--", lw=1))
+        for item in detections:
+            if item["image_id"] == image_id and item["score"] >= threshold:
+                x, y, w, h = item["bbox"]
+                axes.add_patch(Rectangle((x, y), w, h, fill=False, ec="red", lw=1.5))
+                axes.text(x, y, f"{names.get(item['category_id'], '?')} {item['score']:.2f}",
+                          color="white", fontsize=6, backgroundcolor="red")  # fmt: skip
+        axes.axis("off")
+    _save(figure, path)
+
+
+def _save(figure: Figure, path: Path) -> None:
+    FigureCanvasAgg(figure)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
