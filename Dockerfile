@@ -10,6 +10,17 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
+# The pins live in pyproject.toml only. Split them into torch's and the rest in a stage of
+# their own, so that the torch layer (the big one) is rebuilt only when its pins or index
+# change, not when anything else in pyproject.toml does.
+FROM ${PYTHON_IMAGE} AS pins
+WORKDIR /src
+COPY pyproject.toml ./
+RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
+open('torch.txt', 'w').write('\n'.join(d for d in deps if d.startswith('torch'))); \
+open('serve.txt', 'w').write('\n'.join(d for d in deps if not d.startswith('torch')))"
+
+
 FROM ${PYTHON_IMAGE} AS builder
 ARG TORCH_VARIANT=cpu
 ARG TORCH_INDEX_URL=
@@ -21,19 +32,14 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv
 WORKDIR /src
-
-# The pins live in pyproject.toml only; split them into torch's and the rest, so that the
-# torch layer (the big one) is rebuilt only when a pin or an index changes, not on code edits.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
-open('torch.txt', 'w').write('\n'.join(d for d in deps if d.startswith('torch'))); \
-open('serve.txt', 'w').write('\n'.join(d for d in deps if not d.startswith('torch')))"
+COPY --from=pins /src/torch.txt ./
 RUN pip install --index-url "${TORCH_INDEX_URL:-https://download.pytorch.org/whl/${TORCH_VARIANT}}" \
         -r torch.txt
+COPY --from=pins /src/serve.txt ./
 RUN pip install -r serve.txt
 
 # The project itself, without the train/dev extras; .dockerignore keeps training/ and tests/ out.
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY app ./app
 RUN pip install --no-deps .
 

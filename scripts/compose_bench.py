@@ -31,7 +31,7 @@ def main() -> None:
     args = _parser().parse_args()
     env = {
         "VISION_API_KEYS": "",
-        "VISION_WORKERS": str(args.workers),
+        "VISION_INFERENCE_THREADS": str(args.inference_threads),
         "VISION_TORCH_THREADS": str(args.torch_threads),
     }
     stack = Stack(args.project, args.port, env=env)
@@ -82,8 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--duration", type=float, default=30.0, help="seconds per measurement")
     parser.add_argument("--concurrency", type=int, default=8, help="connections kept busy")
-    parser.add_argument("--workers", type=int, default=1, help="VISION_WORKERS per replica")
-    parser.add_argument("--torch-threads", type=int, default=1, help="VISION_TORCH_THREADS")
+    parser.add_argument("--inference-threads", type=int, default=1, help="per replica; 0 = auto")
+    parser.add_argument("--torch-threads", type=int, default=1, help="per replica; 0 = auto")
     parser.add_argument("--project", default="visionserve-bench", help="compose project name")
     parser.add_argument("--port", type=int, default=18001, help="published on 127.0.0.1:PORT")
     return parser
