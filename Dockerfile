@@ -38,10 +38,11 @@ RUN pip install --index-url "${TORCH_INDEX_URL:-https://download.pytorch.org/whl
 COPY --from=pins /src/serve.txt ./
 RUN pip install -r serve.txt
 
-# The project itself, without the train/dev extras; .dockerignore keeps training/ and tests/ out.
+# The project as a wheel, without the train/dev extras (.dockerignore keeps training/ and tests/
+# out). It is installed in the runtime stage, so a code change leaves the big venv layer as it is.
 COPY pyproject.toml README.md ./
 COPY app ./app
-RUN pip install --no-deps .
+RUN pip wheel --no-deps --wheel-dir /wheels .
 
 
 FROM ${PYTHON_IMAGE} AS runtime
@@ -55,6 +56,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     VISION_PORT=8000 \
     VISION_MODEL_DIR=/models
 COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /wheels /tmp/wheels
+RUN pip install --no-deps --no-cache-dir --disable-pip-version-check --root-user-action=ignore \
+        /tmp/wheels/*.whl \
+    && rm -rf /tmp/wheels
 COPY deploy/healthcheck.py /usr/local/bin/visionserve-healthcheck
 # Baked-in default models, owned by root and read-only to the service; mount a folder at
 # /models (read-only) to serve others instead.
