@@ -1,7 +1,6 @@
 """create_app(settings): the lifespan that loads models, the routers, one error handler."""
 
 import logging
-import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -23,7 +22,7 @@ from app.errors import InternalError, ServiceError, ValidationFailed
 from app.imaging import ImageLimits
 from app.observability import ServiceMetrics, configure_logging
 from app.runtime.batching import BatchPolicy
-from app.runtime.device import plan_threads, resolve_device
+from app.runtime.device import available_cores, plan_threads, resolve_device
 from app.runtime.registry import ModelRegistry
 from app.services.uploads import ImagePreparer
 
@@ -85,7 +84,7 @@ async def _lifespan(
         max_pixels=settings.max_image_pixels,
         min_side=settings.min_image_side,
     )
-    decode_threads = settings.decode_threads or os.cpu_count() or 1
+    decode_threads = settings.decode_threads or available_cores()
     with ThreadPoolExecutor(decode_threads, thread_name_prefix="decode") as pool:
         app.state.services = AppState(settings, registry, ImagePreparer(limits, pool), metrics)
         logger.info("ready: %d model(s) on %s", len(registry.models), device)

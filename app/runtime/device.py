@@ -1,7 +1,9 @@
 """Resolve the configured device string to a torch.device, loudly."""
 
 import logging
+import math
 import os
+from pathlib import Path
 
 import torch
 
@@ -44,6 +46,29 @@ def plan_threads(
     OpenMP teams stall at every barrier whenever another thread (decoding, HTTP, a neighbour)
     takes a core, which halves throughput on small shared machines. One GPU: one worker.
     """
-    cores = os.cpu_count() or 1
+    cores = available_cores()
     workers = inference_threads or (1 if device.type == "cuda" else cores)
     return workers, torch_threads or max(1, cores // workers)
+
+
+def available_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPU cores this process may use: its affinity mask, capped by a cgroup CPU quota.
+
+    In a container `os.cpu_count()` is the host's count; `--cpuset-cpus` shows in the affinity
+    mask and `--cpus` only in the cgroup quota (v2 `cpu.max`, v1 `cpu.cfs_quota_us`).
+    """
+    cores = len(os.sched_getaffinity(0))
+    quota = _cgroup_quota(cgroup)
+    return max(1, min(cores, math.ceil(quota))) if quota else cores
+
+
+def _cgroup_quota(cgroup: Path) -> float | None:
+    try:
+        if (cgroup / "cpu.max").is_file():
+            limit, period = (cgroup / "cpu.max").read_text().split()[:2]
+            return None if limit == "max" else int(limit) / int(period)
+        quota_us = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 else None
