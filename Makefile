@@ -5,10 +5,17 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
-# Tests that need Fashion-MNIST skip (saying why) when it cannot be installed, e.g. without root.
-DATA_OR_SKIP := $(MAKE) -s data || echo "note: dataset-fashion-mnist not installed; tests needing it skip"
+# The photos builtin:scenes is made of (GPL; generated into data/, never committed).
+SCENE_SOURCES := /usr/share/tuxpaint/stamps/animals/birds/crow.png /usr/share/backgrounds/mate/nature/Dune.jpg
+SCENE_PACKAGES := tuxpaint-stamps-default mate-backgrounds
+# The default detector's recipe: about 30 min on 2 busy CPU cores (README "Detection").
+DETECTOR_RECIPE := --data builtin:scenes --arch fasterrcnn_mobilenet_v2 --scenes 2000 --epochs 2 \
+	--batch-size 4 --lr 3e-4 --workers 1 --threads 1
+# Tests that need Fashion-MNIST or the scene photos skip (saying why) when they cannot be
+# installed, e.g. without root.
+DATA_OR_SKIP := $(MAKE) -s data || echo "note: dataset-fashion-mnist or the scene photos not installed; tests needing them skip"
 
-.PHONY: install data serve test test-all lint typecheck check models bench
+.PHONY: install data scenes-data serve test test-all lint typecheck check models bench
 
 install: $(STAMP)
 
@@ -20,7 +27,12 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Fashion-MNIST (Debian package dataset-fashion-mnist), for the default model and training tests.
-data: $(FASHION_MNIST)
+data: $(FASHION_MNIST) scenes-data
+
+scenes-data: $(SCENE_SOURCES)
+
+$(SCENE_SOURCES) &:
+	$(APT_INSTALL) $(SCENE_PACKAGES) || (apt-get update -qq && $(APT_INSTALL) $(SCENE_PACKAGES))
 
 $(FASHION_MNIST):
 	$(APT_INSTALL) dataset-fashion-mnist || (apt-get update -qq && $(APT_INSTALL) dataset-fashion-mnist)
@@ -45,9 +57,11 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
-models: $(STAMP)
+models: $(STAMP) scenes-data
 	$(PY) -m training offline-weights
 	$(PY) -m training export --arch mobilenet_v2 --weights IMAGENET1K_V1 --name imagenet-mobilenet-v2 --out models
+	$(PY) -m training train $(DETECTOR_RECIPE) --name objects-detector --no-progress
+	$(PY) -m training.detection.realphotos --model models/objects-detector
 
 bench: $(STAMP)
 	$(PY) -m bench.serve --model imagenet-mobilenet-v2

@@ -51,6 +51,10 @@ class ScriptableDetector(nn.Module):
 
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
+        # Scripted torchvision detectors warn on every call that they return (losses,
+        # detections) unless told they already have; forward below unpacks that itself.
+        if hasattr(detector, "_has_warned"):
+            detector._has_warned = True  # type: ignore[assignment]
         self.detector = detector
 
     def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:

@@ -1,23 +1,17 @@
-"""A finished detector run: metrics.json, PR curves, predictions grid, curves, card, export."""
+"""A finished detector run: metrics.json, PR curves, a predictions grid, training curves."""
 
-import copy
 import logging
 import math
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from app.runtime.card import DetectionSpec, ModelCard
 from training.detection.metrics import RECALL_POINTS, DetectionMetrics, format_detection_metrics
-from training.export import export_model
-from training.models import framework_versions
 from training.publish import machine_description
 from training.report import METRICS_JSON, RESULTS_CSV, write_json
 
@@ -35,10 +29,8 @@ _GRID_IMAGES = 12
 Evaluator = Callable[["DetectionRun", str], tuple[DetectionMetrics, list[dict[str, Any]]]]
 
 
-def finish_run(
-    run: "DetectionRun", command: str, total_s: float, evaluate: Evaluator
-) -> Path | None:
-    """Score the best weights on test (or val), write the report and export the model."""
+def finish_run(run: "DetectionRun", command: str, total_s: float, evaluate: Evaluator) -> None:
+    """Score the best weights on test (or val) and write metrics.json and the plots."""
     split = "test" if "test" in run.splits else "val"
     final, detections = evaluate(run, split)
     best_val, _ = evaluate(run, "val")
@@ -59,26 +51,6 @@ def finish_run(
         paths, ids, data.coco["annotations"], detections=detections, names=names,
         threshold=run.config.score_threshold, path=run.run_dir / PREDICTIONS_PNG,
     )  # fmt: skip
-    if not run.config.export:
-        return None
-    source = f"visionserve training run {run.run_dir.name}"
-    card = ModelCard(
-        name=run.config.model_name, version=run.config.model_version, task="detect",
-        architecture=run.config.arch, framework=framework_versions(), labels=data.labels,
-        input=run.spec, detection=DetectionSpec(score_threshold=run.config.score_threshold),
-        metrics=(final.to_evaluation(dataset, split, source),
-                 best_val.to_evaluation(dataset, "val", source)),
-        training=training,
-    )  # fmt: skip
-    directory = export_model(copy_for_export(run.module), card, run.config.store)
-    for name in REPORT_FILES:
-        shutil.copyfile(run.run_dir / name, directory / name)
-    return directory
-
-
-def copy_for_export(module: torch.nn.Module) -> torch.nn.Module:
-    """A CPU float copy in eval mode (the training module stays where it is)."""
-    return copy.deepcopy(module).cpu().float().eval()
 
 
 def training_record(run: "DetectionRun", command: str, total_s: float) -> dict[str, Any]:

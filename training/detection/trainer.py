@@ -24,6 +24,7 @@ from training.detection.data import (
 from training.detection.engine import DetectionOptimization, predict, train_one_epoch
 from training.detection.metrics import DetectionMetrics, coco_metrics
 from training.detection.models import DetectorConfig, ScriptableDetector, create_detector
+from training.detection.publish import export_run
 from training.detection.report import finish_run
 from training.detection.scenes import SceneConfig
 from training.engine import StepSettings
@@ -33,6 +34,8 @@ from training.recipe import lr_factor, seed_everything
 from training.report import RESULTS_CSV, write_results_csv
 
 logger = logging.getLogger(__name__)
+
+_PARITY_IMAGES = 4
 
 
 @dataclass
@@ -65,7 +68,12 @@ def train_detector(
     try:
         _fit(run)
         run.module.load_state_dict(run.best_weights)
-        return finish_run(run, command, time.perf_counter() - started, evaluate_split)
+        finish_run(run, command, time.perf_counter() - started, evaluate_split)
+        if not config.export:
+            return None
+        served = ServedImages(run.splits["val"], run.spec)
+        images = [served[i][0] for i in range(min(_PARITY_IMAGES, len(served)))]
+        return export_run(run.run_dir, config.store, images)
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
