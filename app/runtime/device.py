@@ -26,7 +26,7 @@ def resolve_device(setting: str) -> torch.device:
             raise DeviceUnavailable(
                 f"VISION_DEVICE={setting} but only {torch.cuda.device_count()} GPU(s) are visible"
             )
-    logger.info("inference device: %s (%s)", device, describe_device(device))
+    logger.info("inference device: %s", device)
     return device
 
 
