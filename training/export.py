@@ -152,7 +152,7 @@ def check_detection_parity(
                 )
         if got["labels"].dtype != torch.int64:
             raise ExportError(f"image {index}: labels are {got['labels'].dtype}, not int64")
-        difference = max(difference, _unmatched_gap(want, got, side))
+        difference = max(difference, detection_gap(want, got, side))
     if difference > atol:
         raise ExportError(f"scripted outputs differ from eager by {difference:.3g} > {atol}")
     boxes = sum(len(output["boxes"]) for output in expected)
@@ -162,7 +162,7 @@ def check_detection_parity(
     )  # fmt: skip
 
 
-def _unmatched_gap(
+def detection_gap(
     want: dict[str, torch.Tensor], got: dict[str, torch.Tensor], side: float
 ) -> float:
     """Largest gap (boxes relative to the input side, scores absolute) after best matching."""

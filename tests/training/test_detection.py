@@ -16,10 +16,15 @@ from training.detection.artifact import evaluate_detector
 from training.detection.data import ServedImages, TrainImages, collate, load_split
 from training.detection.engine import DetectionOptimization, train_one_epoch
 from training.detection.metrics import coco_metrics
-from training.detection.models import DetectorConfig, ScriptableDetector, create_detector
+from training.detection.models import (
+    DETECTOR_ARCHS,
+    DetectorConfig,
+    ScriptableDetector,
+    create_detector,
+)
 from training.detection.trainer import detector_input_spec
 from training.engine import StepSettings
-from training.export import detection_parity_inputs, export_model
+from training.export import detection_gap, detection_parity_inputs, export_model
 from training.models import framework_versions
 
 # Category ids need not be 1..N: the loader maps them in sorted order.
@@ -70,11 +75,19 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def tiny_detector(score_threshold: float = 0.05) -> ScriptableDetector:
-    config = DetectorConfig("fasterrcnn_mobilenet_v2", 3, image_size=64, fpn_channels=16,
+def tiny_detector(
+    score_threshold: float = 0.05, arch: str = "fasterrcnn_mobilenet_v2"
+) -> ScriptableDetector:
+    config = DetectorConfig(arch, 3, image_size=64, fpn_channels=32,
                             score_threshold=score_threshold)  # fmt: skip
     torch.manual_seed(0)
-    return ScriptableDetector(create_detector(config, weights="none"))
+    detector = create_detector(config, weights="none")
+    # Fresh heads give many boxes exactly the same score, and which of them survive the cut is
+    # arbitrary; a little noise makes the scores distinct, like a trained model's.
+    with torch.no_grad():
+        for parameter in detector.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    return ScriptableDetector(detector)
 
 
 def detector_card(**changes: object) -> ModelCard:
@@ -134,9 +147,10 @@ def test_a_few_steps_lower_the_loss(coco_folder: Path) -> None:
     assert losses[-1] < losses[0] * 0.85
 
 
-def test_exported_detector_matches_eager_and_loads(tmp_path: Path) -> None:
-    module = tiny_detector(score_threshold=0.0).eval()
-    card = detector_card()
+@pytest.mark.parametrize("arch", DETECTOR_ARCHS)
+def test_exported_detector_matches_eager_and_loads(arch: str, tmp_path: Path) -> None:
+    module = tiny_detector(score_threshold=0.0, arch=arch).eval()
+    card = detector_card(architecture=arch)
     directory = export_model(module, card, tmp_path)
     loaded = load_model(directory, torch.device("cpu"))
     inputs = detection_parity_inputs(card)
@@ -145,8 +159,9 @@ def test_exported_detector_matches_eager_and_loads(tmp_path: Path) -> None:
         expected, actual = module(inputs), loaded.module(inputs)
     assert sum(len(output["boxes"]) for output in expected) > 0  # parity compared real boxes
     for want, got in zip(expected, actual, strict=True):
-        torch.testing.assert_close(got["boxes"], want["boxes"], atol=1e-3, rtol=0)
-        assert torch.equal(got["labels"], want["labels"]) and got["labels"].dtype == torch.int64
+        assert len(got["boxes"]) == len(want["boxes"]) and got["labels"].dtype == torch.int64
+        # Matched as sets: equal scores may leave the final sort in either order.
+        assert detection_gap(want, got, side=64.0) < 1e-4
 
 
 def test_perfect_detections_score_map_one(coco_folder: Path) -> None:

@@ -98,6 +98,8 @@ def create_detector(config: DetectorConfig, weights: str = "imagenet") -> nn.Mod
         "image_std": list(IMAGENET_STD),
     }
     if config.arch == "fcos_mobilenet_v2":
+        if config.fpn_channels % 32:
+            raise ConfigError("fcos_mobilenet_v2 needs --fpn-channels divisible by 32 (GroupNorm)")
         backbone = mobilenet_v2_fpn(weights, config, p6p7=True)
         anchors = AnchorGenerator(((8,), (16,), (32,), (64,), (128,)), ((1.0,),) * 5)
         detector = FCOS(

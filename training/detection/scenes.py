@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageEnhance
+from tqdm import tqdm
 
 from training.datacheck import DatasetError
 
@@ -253,9 +254,10 @@ def write_split(config: SceneConfig, split: str, root: Path, workers: int = 1) -
     jobs = [(config, split, i, folder) for i in range(config.count(split))]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(_render_to_file, jobs, chunksize=16))
+            mapped = pool.map(_render_to_file, jobs, chunksize=16)
+            results = list(tqdm(mapped, total=len(jobs), desc=split, unit="scene"))
     else:
-        results = [_render_to_file(job) for job in jobs]
+        results = [_render_to_file(job) for job in tqdm(jobs, desc=split, unit="scene")]
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     for image, objects in results:
