@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torchvision  # noqa: F401 - registers torchvision::nms etc., which detectors call
 from pydantic import ValidationError
 
 from app.errors import ModelLoadError
