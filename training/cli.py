@@ -138,7 +138,7 @@ def _add_export(parser: argparse.ArgumentParser) -> None:
 def _train(args: argparse.Namespace, arguments: list[str]) -> int:
     if is_detection(args):
         return train_detection(arguments)
-    command = "python -m training " + shlex.join(arguments)
+    command = _launcher() + " " + shlex.join(arguments)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     if args.resume is not None:
         checkpoint = load_checkpoint(args.resume)

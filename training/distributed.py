@@ -62,6 +62,17 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def broadcast_buffers(model: torch.nn.Module) -> None:
+    """Give every rank rank 0's buffers (batch-norm statistics), so all evaluate one model.
+
+    DDP syncs buffers at the start of each forward, but each rank's last training step then
+    updates its own copy; without this, rank 1 would evaluate slightly different statistics.
+    """
+    if dist.is_available() and dist.is_initialized():
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def barrier() -> None:
     """Wait for every rank."""
     if dist.is_available() and dist.is_initialized():

@@ -22,6 +22,7 @@ from training.datacheck import DatasetReport, format_report
 from training.distributed import (
     DistContext,
     barrier,
+    broadcast_buffers,
     broadcast_path,
     close_distributed,
     init_distributed,
@@ -227,6 +228,7 @@ def _fit(run: Run) -> None:
         stats = train_one_epoch(
             run.wrapped, run.loaders.train, run.optimization, run.settings, description
         )
+        broadcast_buffers(run.model)
         tally, _ = evaluate(run.model, run.loaders.val, len(run.data.classes), run.settings)
         val = compute_metrics(tally, run.data.classes)
         row = {

@@ -1,0 +1,68 @@
+"""Golden checks of the shipped fashion-products model: its card, its accuracy, its serving."""
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+from app.runtime.loader import load_model
+from tests.conftest import ROOT
+from tests.training.helpers import needs_fashion_mnist
+from training.artifact import evaluate_artifact
+from training.data import fashion_mnist_images
+
+MODEL_DIR = ROOT / "models" / "fashion-products"
+
+
+def test_card_records_the_test_metrics_and_how_it_was_trained() -> None:
+    card = load_model(MODEL_DIR, torch.device("cpu")).card
+    assert card.labels[0] == "T-shirt/top"
+    assert len(card.labels) == 10
+    assert (card.input.color_mode, card.input.resize_mode, card.input.resize_size) == (
+        "L", "stretch", 28,
+    )  # fmt: skip
+    test = card.metrics[0]
+    assert (test.dataset, test.split, test.values["images"]) == ("fashion-mnist", "test", 10_000)
+    assert test.values["top1"] >= 0.93  # shipped: 93.40% ; the issue's target is 94%
+    assert test.per_class is not None
+    assert set(test.per_class) == set(card.labels)
+    assert card.training is not None
+    assert " -m training train " in card.training["command"]
+    assert card.training["recipe"]["data"] == "builtin:fashion-mnist"
+    assert card.training["wall_time_s"] > 0
+    assert card.training["machine"]["cpu_cores"] >= 1
+    for name in ("confusion_matrix.png", "curves.png", "misclassified.png", "metrics.json"):
+        assert (MODEL_DIR / name).is_file()
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient]:
+    settings = Settings(model_dir=ROOT / "models", max_batch_wait_ms=1)
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@needs_fashion_mnist
+def test_served_next_to_the_imagenet_model(client: TestClient) -> None:
+    names = {m["card"]["name"] for m in client.get("/models").json()["models"]}
+    assert {"fashion-products", "imagenet-mobilenet-v2"} <= names
+    images = fashion_mnist_images("test")
+    files = [("image", (f"{i}.png", images.read_bytes(i), "image/png")) for i in range(8)]
+    response = client.post("/classify?model=fashion-products&top_k=1", files=files)
+    assert response.status_code == 200, response.text
+    predicted = [r["predictions"][0]["class_id"] for r in response.json()["results"]]
+    correct = sum(p == t for p, t in zip(predicted, images.targets[:8], strict=True))
+    assert correct >= 7
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_artifact_evaluation_reproduces_the_card() -> None:
+    result = evaluate_artifact(MODEL_DIR, "builtin:fashion-mnist", "test", progress=False)
+    test = result.model.card.metrics[0]
+    assert result.metrics.count == 10_000
+    assert result.metrics.top1 == pytest.approx(test.values["top1"], abs=2e-4)
+    assert result.metrics.macro_f1 == pytest.approx(test.values["macro_f1"], abs=1e-3)
