@@ -155,23 +155,24 @@ class DynamicBatcher(Generic[In, Out]):
 
     def _execute(self, batch: list[_Pending[In, Out]]) -> None:
         live = [pending for pending in batch if not pending.future.done()]
+        outputs: Sequence[Out] = ()
+        error: Exception | None = None
         started = time.perf_counter()
         try:
             if live:
                 outputs = self._run_batch([pending.item for pending in live])
                 if len(outputs) != len(live):
                     raise RuntimeError(f"{len(live)} inputs gave {len(outputs)} outputs")
-                for pending, output in zip(live, outputs, strict=True):
-                    _settle(pending, output, None)
-                if self._observe_batch is not None:
-                    self._observe_batch(len(live), time.perf_counter() - started)
-        except Exception as error:  # a failed batch fails its callers, not the worker
+        except Exception as failure:  # a failed batch fails its callers, not the worker
             logger.exception("batch of %d failed in model %r", len(live), self.name)
-            for pending in live:
-                _settle(pending, None, error)
-        finally:
-            with self._lock:
-                self._waiting -= len(batch)
+            error = failure
+        # Book-keeping first, so a caller that sees its answer also sees it counted.
+        if live and error is None and self._observe_batch is not None:
+            self._observe_batch(len(live), time.perf_counter() - started)
+        with self._lock:
+            self._waiting -= len(batch)
+        for index, pending in enumerate(live):
+            _settle(pending, None if error else outputs[index], error)
 
 
 def _settle(pending: _Pending[In, Out], output: Out | None, error: BaseException | None) -> None:
