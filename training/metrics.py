@@ -72,16 +72,7 @@ class ClassificationMetrics:
 
     def to_evaluation(self, dataset: str, split: str, source: str) -> Evaluation:
         """The card's record of this evaluation."""
-        return Evaluation(
-            dataset=dataset,
-            split=split,
-            values={key: round(value, 6) for key, value in self.summary().items()},
-            source=source,
-            per_class={
-                label: {key: round(value, 6) for key, value in row.items()}
-                for label, row in self.per_class.items()
-            },
-        )
+        return evaluation_record(self.summary(), self.per_class, dataset, split, source)
 
 
 def compute_metrics(tally: Tally, labels: Sequence[str]) -> ClassificationMetrics:
@@ -129,3 +120,23 @@ def format_metrics(metrics: ClassificationMetrics, title: str) -> str:
             f"{row['f1']:6.4f}  {int(row['support']):7d}"
         )
     return "\n".join(lines)
+
+
+def evaluation_record(
+    summary: dict[str, float],
+    per_class: dict[str, dict[str, float]],
+    dataset: str,
+    split: str,
+    source: str,
+) -> Evaluation:
+    """The card's record of an evaluation (classification or detection), rounded for JSON."""
+    return Evaluation(
+        dataset=dataset,
+        split=split,
+        values={key: round(value, 6) for key, value in summary.items()},
+        source=source,
+        per_class={
+            label: {key: round(value, 6) for key, value in row.items()}
+            for label, row in per_class.items()
+        },
+    )

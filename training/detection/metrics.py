@@ -9,6 +9,7 @@ import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
 
 from app.runtime.card import Evaluation
+from training.metrics import evaluation_record
 
 logger = logging.getLogger(__name__)
 
@@ -47,16 +48,7 @@ class DetectionMetrics:
 
     def to_evaluation(self, dataset: str, split: str, source: str) -> Evaluation:
         """The card's record of this evaluation."""
-        return Evaluation(
-            dataset=dataset,
-            split=split,
-            values={key: round(value, 6) for key, value in self.summary().items()},
-            source=source,
-            per_class={
-                label: {key: round(value, 6) for key, value in row.items()}
-                for label, row in self.per_class.items()
-            },
-        )
+        return evaluation_record(self.summary(), self.per_class, dataset, split, source)
 
 
 def coco_metrics(
