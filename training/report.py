@@ -15,6 +15,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from training.checkpoint import TrainState
 from training.metrics import ClassificationMetrics
 
 CONFUSION_PNG = "confusion_matrix.png"
@@ -116,3 +117,20 @@ def _save(figure: Figure, path: Path) -> None:
     FigureCanvasAgg(figure)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
+
+
+def run_record(
+    state: TrainState, command: str, total_s: float, speed_digits: int
+) -> dict[str, Any]:
+    """How long a run took and how fast it trained, for the card's `training` record."""
+    history = state.history
+    images = sum(row["images_per_s"] * row["train_s"] for row in history)
+    train_s = sum(row["train_s"] for row in history)
+    return {
+        "command": command,
+        "wall_time_s": round(state.wall_time_s, 1),
+        "process_time_s": round(total_s, 1),
+        "images_per_s": round(images / max(train_s, 1e-9), speed_digits),
+        "epochs": len(history),
+        "best_epoch": state.best_epoch + 1,
+    }

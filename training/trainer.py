@@ -48,7 +48,7 @@ from training.recipe import (
     seed_epoch,
     seed_everything,
 )
-from training.report import RESULTS_CSV, write_json, write_results_csv
+from training.report import RESULTS_CSV, run_record, write_json, write_results_csv
 from training.transforms import EvalPreset, channel_statistics
 
 logger = logging.getLogger(__name__)
@@ -312,16 +312,8 @@ def _finish(run: Run, command: str, total_s: float) -> RunResult:
 
 
 def _training_record(run: Run, command: str, total_s: float) -> dict[str, object]:
-    history = run.state.history
-    images = sum(row["images_per_s"] * row["train_s"] for row in history)
-    train_s = sum(row["train_s"] for row in history)
     return {
-        "command": command,
-        "wall_time_s": round(run.state.wall_time_s, 1),
-        "process_time_s": round(total_s, 1),
-        "images_per_s": round(images / max(train_s, 1e-9), 1),
-        "epochs": len(history),
-        "best_epoch": run.state.best_epoch + 1,
+        **run_record(run.state, command, total_s, speed_digits=1),
         "weights": run.weights_source,
         "machine": machine_description(run.context.device, run.context.world_size),
         "data": {

@@ -13,7 +13,7 @@ from PIL import Image
 
 from training.detection.metrics import RECALL_POINTS, DetectionMetrics, format_detection_metrics
 from training.publish import machine_description
-from training.report import METRICS_JSON, RESULTS_CSV, write_json
+from training.report import METRICS_JSON, RESULTS_CSV, run_record, write_json
 
 if TYPE_CHECKING:
     from training.detection.trainer import DetectionRun
@@ -55,16 +55,8 @@ def finish_run(run: "DetectionRun", command: str, total_s: float, evaluate: Eval
 
 def training_record(run: "DetectionRun", command: str, total_s: float) -> dict[str, Any]:
     """What the card says about how the model was made."""
-    history = run.state.history
-    images = sum(row["images_per_s"] * row["train_s"] for row in history)
-    train_s = sum(row["train_s"] for row in history)
     return {
-        "command": command,
-        "wall_time_s": round(run.state.wall_time_s, 1),
-        "process_time_s": round(total_s, 1),
-        "images_per_s": round(images / max(train_s, 1e-9), 2),
-        "epochs": len(history),
-        "best_epoch": run.state.best_epoch + 1,
+        **run_record(run.state, command, total_s, speed_digits=2),
         "weights": f"{run.config.weights} (MobileNet_V2_Weights.IMAGENET1K_V1 backbone)",
         "machine": machine_description(run.settings.device, 1),
         "data": {"source": run.config.data,
