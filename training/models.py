@@ -27,6 +27,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 SMALL_CNNS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
     "smallcnn": ((32, 64, 128), (1, 1, 1)),
     "smallcnn_wide": ((64, 128, 256), (1, 1, 1)),
+    # A fourth stage at 1/8 of the side: 6x the parameters of smallcnn for 1.4x its compute.
+    "smallcnn_large": ((32, 64, 160, 320), (1, 1, 1, 1)),
 }
 
 

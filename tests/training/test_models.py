@@ -17,7 +17,7 @@ from training.models import (
 from training.modules import NormalizedClassifier, SmallCNN
 from training.offline_weights import install_offline_weights
 
-QUICK_ARCHS = ["smallcnn", "smallcnn_wide", "resnet18"]
+QUICK_ARCHS = ["smallcnn", "smallcnn_wide", "smallcnn_large", "resnet18"]
 HEAVY_ARCHS = [
     "mobilenet_v2", "mobilenet_v3_small", "resnet50", "efficientnet_b0", "convnext_tiny",
     "regnet_y_400mf",
