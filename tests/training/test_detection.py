@@ -14,7 +14,7 @@ from tests.conftest import RedBoxDetector, tiny_detector_card
 from training.cli import main
 from training.detection.artifact import evaluate_detector
 from training.detection.data import ServedImages, TrainImages, collate, load_split
-from training.detection.engine import DetectionOptimization, train_one_epoch
+from training.detection.engine import train_one_epoch
 from training.detection.metrics import coco_metrics
 from training.detection.models import (
     DETECTOR_ARCHS,
@@ -23,7 +23,7 @@ from training.detection.models import (
     create_detector,
 )
 from training.detection.trainer import detector_input_spec
-from training.engine import StepSettings
+from training.engine import StepSettings, Updater
 from training.export import detection_gap, detection_parity_inputs, export_model
 from training.models import framework_versions
 
@@ -137,9 +137,7 @@ def test_a_few_steps_lower_the_loss(coco_folder: Path) -> None:
     model = tiny_detector().detector
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    optimization = DetectionOptimization(
-        optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False)
-    )
+    optimization = Updater(optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False))
     settings = StepSettings(torch.device("cpu"), progress=False)
     losses = [
         train_one_epoch(model, [batch] * 2, optimization, settings, "t").loss for _ in range(6)

@@ -11,7 +11,14 @@ from torch.utils.data import DataLoader, Subset
 
 from app.runtime.card import InputSpec, Normalization
 from app.runtime.device import resolve_device
-from training.checkpoint import BEST, LAST, Checkpoint, TrainState, save_checkpoint
+from training.checkpoint import (
+    BEST,
+    LAST,
+    Checkpoint,
+    TrainState,
+    save_checkpoint,
+    weights_on_cpu,
+)
 from training.detection.config import DetectionTrainConfig
 from training.detection.data import (
     CocoSplit,
@@ -21,13 +28,13 @@ from training.detection.data import (
     load_split,
     resolve_source,
 )
-from training.detection.engine import DetectionOptimization, predict, train_one_epoch
+from training.detection.engine import predict, train_one_epoch
 from training.detection.metrics import DetectionMetrics, coco_metrics
 from training.detection.models import DetectorConfig, ScriptableDetector, create_detector
 from training.detection.publish import export_run
 from training.detection.report import finish_run
 from training.detection.scenes import SceneConfig
-from training.engine import StepSettings
+from training.engine import StepSettings, Updater
 from training.models import IMAGENET_MEAN, IMAGENET_STD
 from training.publish import unique_run_dir
 from training.recipe import lr_factor, seed_everything
@@ -48,7 +55,7 @@ class DetectionRun:
     detector_config: DetectorConfig
     module: ScriptableDetector
     loader: DataLoader[tuple[torch.Tensor, dict[str, torch.Tensor]]]
-    optimization: DetectionOptimization
+    optimization: Updater
     settings: StepSettings
     state: TrainState
     run_dir: Path
@@ -118,7 +125,7 @@ def _setup(
     state = resume.state if resume is not None else TrainState()
     state.stale_epochs = 0
     run_dir = resume_dir or unique_run_dir(config.runs, config.model_name)
-    best = _copy(module)
+    best = weights_on_cpu(module)
     if resume_dir is not None and (resume_dir / BEST).is_file():
         best = dict(torch.load(resume_dir / BEST, map_location="cpu", weights_only=True)["model"])
     return DetectionRun(config, splits, spec, detector_config, module, loader, optimization,
@@ -149,7 +156,7 @@ def _train_loader(
 def _optimization(
     config: DetectionTrainConfig, module: torch.nn.Module, steps_per_epoch: int,
     resume: Checkpoint | None, device: torch.device,
-) -> DetectionOptimization:  # fmt: skip
+) -> Updater:  # fmt: skip
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
     for parameter in module.parameters():
@@ -174,7 +181,7 @@ def _optimization(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total, warmup, config.min_lr_ratio), last_epoch=step - 1
     )
-    return DetectionOptimization(optimizer, scheduler, scaler)
+    return Updater(optimizer, scheduler, scaler)
 
 
 def evaluate_split(
@@ -214,20 +221,14 @@ def _fit(run: DetectionRun) -> None:
 
 def _record(run: DetectionRun, epoch: int, row: dict[str, float], score: float) -> bool:
     state = run.state
-    state.history.append(row)
-    state.epoch, state.step = epoch + 1, (epoch + 1) * len(run.loader)
-    state.wall_time_s += row["epoch_s"]
-    improved = score > state.best_score
+    improved = state.record_epoch(row, score, len(run.loader))
     if improved:
-        state.best_score, state.best_epoch, state.stale_epochs = score, epoch, 0
-        run.best_weights = _copy(run.module)
-    else:
-        state.stale_epochs += 1
+        run.best_weights = weights_on_cpu(run.module)
     logger.info("epoch %d: loss %.4f | val mAP %.4f mAP@.5 %.4f | %.2f img/s%s", epoch + 1,
                 row["train_loss"], row["val_map"], row["val_map50"], row["images_per_s"],
                 " *" if improved else "")  # fmt: skip
     checkpoint = Checkpoint(
-        model=_copy(run.module), optimizer=run.optimization.optimizer.state_dict(),
+        model=weights_on_cpu(run.module), optimizer=run.optimization.optimizer.state_dict(),
         scaler=run.optimization.scaler.state_dict(), state=copy.deepcopy(state),
         config=run.config.to_dict(), arch=run.config.arch, labels=run.splits["train"].labels,
         input_spec=run.spec.model_dump(mode="json"),
@@ -237,8 +238,4 @@ def _record(run: DetectionRun, epoch: int, row: dict[str, float], score: float) 
     if improved:
         save_checkpoint(checkpoint, run.run_dir / BEST)
     write_results_csv(state.history, run.run_dir / RESULTS_CSV)
-    return run.config.patience > 0 and state.stale_epochs >= run.config.patience
-
-
-def _copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {key: value.detach().cpu().clone() for key, value in module.state_dict().items()}
+    return state.patience_exhausted(run.config.patience)
