@@ -20,13 +20,13 @@ from training.checkpoint import (
     weights_on_cpu,
 )
 from training.detection.config import DetectionTrainConfig
-from training.detection.data import (
-    CocoSplit,
-    ServedImages,
-    TrainImages,
-    collate,
-    load_split,
-    resolve_source,
+from training.detection.data import CocoSplit, ServedImages, TrainImages, collate, resolve_source
+from training.detection.datacheck import (
+    CheckedDetectionData,
+    DetectionReport,
+    check_detection_data,
+    format_report,
+    validate_detection,
 )
 from training.detection.engine import predict, train_one_epoch
 from training.detection.metrics import DetectionMetrics, coco_metrics
@@ -38,7 +38,7 @@ from training.engine import StepSettings, Updater
 from training.models import IMAGENET_MEAN, IMAGENET_STD
 from training.publish import unique_run_dir
 from training.recipe import lr_factor, seed_everything
-from training.report import RESULTS_CSV, write_results_csv
+from training.report import RESULTS_CSV, write_json, write_results_csv
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class DetectionRun:
 
     config: DetectionTrainConfig
     splits: dict[str, CocoSplit]
+    dataset_report: DetectionReport
     spec: InputSpec
     detector_config: DetectorConfig
     module: ScriptableDetector
@@ -100,12 +101,8 @@ def _setup(
     if config.threads:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed, deterministic=False)
-    scenes = SceneConfig(seed=config.seed, train=config.scenes, val=max(8, config.scenes // 10),
-                         test=max(8, config.scenes * 3 // 20))  # fmt: skip
-    root = resolve_source(config.data, scenes, workers=max(1, config.workers))
-    splits = {name: load_split(root, name) for name in ("train", "val", "test") if _has(root, name)}
-    if "train" not in splits or "val" not in splits:
-        raise FileNotFoundError(f"{root}: detection data needs train and val annotations")
+    data = _checked_data(config)
+    splits = data.splits
     labels = splits["train"].labels
     spec = detector_input_spec(config.image_size)
     detector_config = DetectorConfig(config.arch, len(labels), config.image_size,
@@ -128,13 +125,18 @@ def _setup(
     best = weights_on_cpu(module)
     if resume_dir is not None and (resume_dir / BEST).is_file():
         best = dict(torch.load(resume_dir / BEST, map_location="cpu", weights_only=True)["model"])
-    return DetectionRun(config, splits, spec, detector_config, module, loader, optimization,
-                        settings, state, run_dir, best)  # fmt: skip
+    return DetectionRun(config, splits, data.report, spec, detector_config, module, loader,
+                        optimization, settings, state, run_dir, best)  # fmt: skip
 
 
-def _has(root: Path, split: str) -> bool:
-    names = (f"annotations/instances_{split}.json", f"annotations/{split}.json", f"{split}.json")
-    return any((root / name).is_file() for name in names)
+def _checked_data(config: DetectionTrainConfig) -> CheckedDetectionData:
+    """The data folder (builtin:scenes generated first), checked: training reads what passed."""
+    scenes = SceneConfig(seed=config.seed, train=config.scenes, val=max(8, config.scenes // 10),
+                         test=max(8, config.scenes * 3 // 20))  # fmt: skip
+    root = resolve_source(config.data, scenes, workers=max(1, config.workers))
+    data = check_detection_data(root, config.workers or 4)
+    validate_detection(data.report)
+    return data
 
 
 def _train_loader(
@@ -199,7 +201,9 @@ def evaluate_split(
 
 def _fit(run: DetectionRun) -> None:
     config, state = run.config, run.state
+    logger.info("%s", format_report(run.dataset_report))
     (run.run_dir / "config.json").write_text(config.to_json())
+    write_json(run.dataset_report.to_dict(), run.run_dir / "dataset.json")
     for epoch in range(state.epoch, config.epochs):
         started = time.perf_counter()
         torch.manual_seed(config.seed * 1_000_003 + epoch)
