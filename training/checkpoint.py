@@ -30,6 +30,23 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
     wall_time_s: float = 0.0
 
+    def record_epoch(self, row: dict[str, float], score: float, steps_per_epoch: int) -> bool:
+        """Add a finished epoch (its row has `epoch` and `epoch_s`); True when it is the best."""
+        self.history.append(row)
+        self.epoch = int(row["epoch"])
+        self.step = self.epoch * steps_per_epoch
+        self.wall_time_s += row["epoch_s"]
+        improved = score > self.best_score
+        if improved:
+            self.best_score, self.best_epoch, self.stale_epochs = score, self.epoch - 1, 0
+        else:
+            self.stale_epochs += 1
+        return improved
+
+    def patience_exhausted(self, patience: int) -> bool:
+        """Early stopping: `patience` epochs (0 = never) without a new best."""
+        return patience > 0 and self.stale_epochs >= patience
+
     def to_dict(self) -> dict[str, Any]:
         """Checkpoint form."""
         return {
@@ -61,6 +78,11 @@ class Checkpoint:
     labels: tuple[str, ...]
     input_spec: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def weights_on_cpu(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of the module's state dict, safe to keep while training goes on."""
+    return {key: value.detach().cpu().clone() for key, value in module.state_dict().items()}
 
 
 def save_checkpoint(checkpoint: Checkpoint, path: Path) -> None:

@@ -20,11 +20,13 @@ from training.data import load_data
 from training.datacheck import DatasetError, format_report
 from training.detection.cli import (
     add_detection_options,
+    check_detection,
     evaluate_detection,
     is_detection,
     is_detector_folder,
     train_detection,
 )
+from training.detection.data import is_coco_source
 from training.export import export_model
 from training.metrics import format_metrics
 from training.models import build_classifier, framework_versions, model_names
@@ -73,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--workers", type=int, default=2)
     evaluate.add_argument("--json", type=Path, help="also write the metrics here")
     check = commands.add_parser("check", help="run the dataset check only")
-    check.add_argument("--data", required=True)
+    check.add_argument("--data", required=True, help="ImageFolder or COCO DIR, or builtin:NAME")
     check.add_argument("--val-fraction", type=float, default=0.1)
     check.add_argument("--test-fraction", type=float, default=0.1)
     check.add_argument("--workers", type=int, default=4)
@@ -177,6 +179,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    if is_coco_source(args.data):
+        return check_detection(args)
     config = TrainConfig(
         data=args.data,
         val_fraction=args.val_fraction,

@@ -4,7 +4,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 Optimizer = Literal["adamw", "sgd"]
 Balance = Literal["none", "weights", "sampler"]
@@ -18,23 +18,20 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run depends on; defaults are the recipe for small images."""
+class RunConfig:
+    """What every training run (classifier or detector) is configured by, and how it is stored.
+
+    Subclasses add their own options and restate the defaults that differ for their task.
+    """
 
     data: str
-    arch: str = "smallcnn"
+    arch: str
     weights: str = "none"
     name: str | None = None
     model_version: str = "1.0.0"
     runs: Path = Path("runs")
     store: Path = Path("models")
     export: bool = True
-    # Data
-    image_size: int | None = None
-    color_mode: ColorMode = "auto"
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    max_per_class: int | None = None
     workers: int = 2
     # Recipe
     epochs: int = 20
@@ -45,33 +42,23 @@ class TrainConfig:
     momentum: float = 0.9
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
-    label_smoothing: float = 0.1
-    balance: Balance = "none"
-    augment: Augment = "auto"
-    random_erasing: float = 0.0
     clip_grad_norm: float = 0.0
     patience: int = 0
-    freeze_backbone_epochs: int = 0
     # Machine
     device: str = "auto"
     amp: Switch = "auto"
-    channels_last: Switch = "auto"
     threads: int = 0
     seed: int = 0
-    deterministic: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "epochs must be at least 1")
         _require(self.batch_size >= 1, "batch_size must be at least 1")
         _require(self.lr > 0, "lr must be positive")
-        _require(0 <= self.val_fraction < 1, "val_fraction must be in [0, 1)")
-        _require(0 <= self.test_fraction < 1, "test_fraction must be in [0, 1)")
-        _require(self.val_fraction + self.test_fraction < 1, "val + test fractions must be < 1")
-        _require(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
-        _require(0 <= self.random_erasing <= 1, "random_erasing is a probability")
-        _require(self.max_per_class is None or self.max_per_class >= 1, "max_per_class >= 1")
-        _require(self.image_size is None or self.image_size >= 8, "image_size must be >= 8")
+
+    def _fallback_name(self, stem: str) -> str:
+        """The store name derived from the data's folder or built-in name."""
+        return stem or "classifier"
 
     @property
     def model_name(self) -> str:
@@ -80,7 +67,7 @@ class TrainConfig:
             return self.name
         stem = self.data.removeprefix("builtin:").rstrip("/").split("/")[-1].lower()
         cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem).strip("-._")
-        return cleaned or "classifier"
+        return self._fallback_name(cleaned)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values (paths as strings), as stored in config.json and checkpoints."""
@@ -91,10 +78,10 @@ class TrainConfig:
         }
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> Self:
         """Inverse of to_dict; unknown keys are an error so typos never pass silently."""
-        known = {field.name: field for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(known))
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
         converted: dict[str, Any] = {
@@ -105,6 +92,38 @@ class TrainConfig:
     def to_json(self) -> str:
         """The resolved configuration as written to the run folder."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+@dataclass(frozen=True)
+class TrainConfig(RunConfig):
+    """A classifier run; defaults are the recipe for small images."""
+
+    arch: str = "smallcnn"
+    # Data
+    image_size: int | None = None
+    color_mode: ColorMode = "auto"
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    max_per_class: int | None = None
+    # Recipe
+    label_smoothing: float = 0.1
+    balance: Balance = "none"
+    augment: Augment = "auto"
+    random_erasing: float = 0.0
+    freeze_backbone_epochs: int = 0
+    # Machine
+    channels_last: Switch = "auto"
+    deterministic: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(0 <= self.val_fraction < 1, "val_fraction must be in [0, 1)")
+        _require(0 <= self.test_fraction < 1, "test_fraction must be in [0, 1)")
+        _require(self.val_fraction + self.test_fraction < 1, "val + test fractions must be < 1")
+        _require(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
+        _require(0 <= self.random_erasing <= 1, "random_erasing is a probability")
+        _require(self.max_per_class is None or self.max_per_class >= 1, "max_per_class >= 1")
+        _require(self.image_size is None or self.image_size >= 8, "image_size must be >= 8")
 
 
 def _require(condition: bool, message: str) -> None:

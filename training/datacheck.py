@@ -7,7 +7,7 @@ fix, and a corrupt file is listed and left out instead of crashing an epoch half
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +59,25 @@ class ScannedFile:
 
     path: Path
     digest: str
+
+
+@dataclass(frozen=True)
+class InspectedFile:
+    """What decoding one file found: its hash and upright size, or why it cannot be used."""
+
+    digest: str = ""
+    width: int = 0
+    height: int = 0
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """Groups of byte-identical images: how many, how many span splits, a few named."""
+
+    groups: int = 0
+    crossing: int = 0
+    examples: list[list[str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -121,17 +140,54 @@ def scan_folder(root: Path, workers: int = 4) -> FolderScan:
     paths = [
         path for classes in candidates.values() for files in classes.values() for path in files
     ]
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        results = dict(zip(paths, pool.map(_inspect, paths), strict=True))
-    corrupt = [(str(path), reason) for path, (_, reason) in results.items() if reason]
+    results = inspect_files(paths, workers)
+    corrupt = [(str(path), found.problem) for path, found in results.items() if found.problem]
+    readable = {path: found.digest for path, found in results.items() if not found.problem}
     splits = {
         split: {
-            name: [ScannedFile(path, results[path][0]) for path in files if not results[path][1]]
+            name: [ScannedFile(path, readable[path]) for path in files if path in readable]
             for name, files in classes.items()
         }
         for split, classes in candidates.items()
     }
     return FolderScan(root, splits, corrupt, ignored)
+
+
+def inspect_files(paths: Sequence[Path], workers: int = 4) -> dict[Path, InspectedFile]:
+    """Decode every file once, in a thread pool (Pillow releases the GIL while decoding)."""
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return dict(zip(paths, pool.map(inspect_file, paths), strict=True))
+
+
+def inspect_file(path: Path) -> InspectedFile:
+    """Hash and upright size of a readable image; the reason for any other file."""
+    try:
+        data = path.read_bytes()
+        decoded = decode_image(data, TRAINING_LIMITS)
+    except ServiceError as error:
+        return InspectedFile(problem=error.message)
+    except FileNotFoundError:
+        return InspectedFile(problem="missing: no such file")
+    except OSError as error:
+        return InspectedFile(problem=f"cannot read: {error}")
+    return InspectedFile(hashlib.sha1(data).hexdigest(), decoded.width, decoded.height)
+
+
+def find_duplicates(
+    digests: Mapping[str, Sequence[str]], describe: Callable[[str, int], str]
+) -> Duplicates:
+    """Group byte-identical images by content hash (digests: split -> hash per image)."""
+    by_digest: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for split, hashes in digests.items():
+        for index, digest in enumerate(hashes):
+            by_digest[digest].append((split, index))
+    groups = [members for members in by_digest.values() if len(members) > 1]
+    examples = [
+        [f"{split}:{describe(split, index)}" for split, index in members]
+        for members in groups[:_EXAMPLES]
+    ]
+    crossing = sum(1 for members in groups if len({split for split, _ in members}) > 1)
+    return Duplicates(len(groups), crossing, examples)
 
 
 def summarize(
@@ -146,25 +202,20 @@ def summarize(
         split: [sum(1 for target in images.targets if target == c) for c in range(len(classes))]
         for split, images in splits.items()
     }
-    by_digest: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for split, images in splits.items():
-        for index in range(len(images.targets)):
-            by_digest[images.digest(index)].append((split, index))
-    groups = [members for members in by_digest.values() if len(members) > 1]
-    examples = [
-        [f"{split}:{splits[split].describe(index)}" for split, index in members]
-        for members in groups[:_EXAMPLES]
-    ]
-    crossing = sum(1 for members in groups if len({split for split, _ in members}) > 1)
+    duplicates = find_duplicates(
+        {split: [images.digest(i) for i in range(len(images.targets))]
+         for split, images in splits.items()},
+        lambda split, index: splits[split].describe(index),
+    )  # fmt: skip
     return DatasetReport(
         source,
         tuple(classes),
         counts,
         list(corrupt),
         list(ignored),
-        len(groups),
-        crossing,
-        examples,
+        duplicates.groups,
+        duplicates.crossing,
+        duplicates.examples,
     )
 
 
@@ -205,18 +256,32 @@ def format_report(report: DatasetReport) -> str:
     totals = "  ".join(f"{sum(report.counts[split]):>7}" for split in splits)
     lines.append(f"  {'total':<{width}}  {totals}")
     lines.append(f"imbalance (largest / smallest train class): {report.imbalance:.2f}")
-    if report.corrupt:
-        lines.append(f"{len(report.corrupt)} unreadable file(s), skipped:")
-        lines += [f"  {path}: {reason}" for path, reason in report.corrupt[:_EXAMPLES]]
+    lines += unreadable_lines(report.corrupt)
     if report.ignored:
         lines.append(f"{len(report.ignored)} file(s) without an image extension, ignored")
-    if report.duplicate_groups:
-        lines.append(
-            f"{report.duplicate_groups} group(s) of byte-identical images, "
-            f"{report.cross_split_duplicates} spanning splits (leakage into val/test):"
-        )
-        lines += [f"  {' = '.join(group)}" for group in report.duplicate_examples[:5]]
-    return "\n".join(lines)
+    duplicates = Duplicates(
+        report.duplicate_groups, report.cross_split_duplicates, report.duplicate_examples
+    )
+    return "\n".join(lines + duplicate_lines(duplicates))
+
+
+def unreadable_lines(corrupt: Sequence[tuple[str, str]]) -> list[str]:
+    """Report lines for files that could not be decoded (the first few named)."""
+    if not corrupt:
+        return []
+    lines = [f"{len(corrupt)} unreadable file(s), skipped:"]
+    return lines + [f"  {path}: {reason}" for path, reason in corrupt[:_EXAMPLES]]
+
+
+def duplicate_lines(duplicates: Duplicates) -> list[str]:
+    """Report lines for byte-identical images (the first few groups named)."""
+    if not duplicates.groups:
+        return []
+    lines = [
+        f"{duplicates.groups} group(s) of byte-identical images, "
+        f"{duplicates.crossing} spanning splits (leakage into val/test):"
+    ]
+    return lines + [f"  {' = '.join(group)}" for group in duplicates.examples[:5]]
 
 
 def _split_directories(root: Path) -> dict[str, Path]:
@@ -251,15 +316,3 @@ def _class_files(directory: Path, ignored: list[str]) -> dict[str, list[Path]]:
 
 def _visible_file(path: Path, base: Path) -> bool:
     return path.is_file() and not any(part.startswith(".") for part in path.relative_to(base).parts)
-
-
-def _inspect(path: Path) -> tuple[str, str | None]:
-    """(sha1 of the bytes, None) for a readable image, ("", reason) otherwise."""
-    try:
-        data = path.read_bytes()
-        decode_image(data, TRAINING_LIMITS)
-    except ServiceError as error:
-        return "", error.message
-    except OSError as error:
-        return "", f"cannot read: {error}"
-    return hashlib.sha1(data).hexdigest(), None

@@ -45,13 +45,45 @@ class StepSettings:
 
 
 @dataclass(frozen=True)
-class Optimization:
-    """What turns a loss into a weight update: loss function, optimizer, schedule, scaler."""
+class Updater:
+    """What turns gradients into a weight update: optimizer, per-step schedule, scaler."""
 
-    criterion: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
+
+
+@dataclass(frozen=True)
+class Optimization(Updater):
+    """An updater with the classifier's loss function."""
+
+    criterion: nn.Module
+
+
+def require_finite(loss: torch.Tensor) -> None:
+    """Stop the run with advice rather than let a NaN or inf loss poison the weights.
+
+    It reads the loss on the host, so on CUDA callers do it only where they sync anyway.
+    """
+    if not math.isfinite(float(loss.detach())):
+        raise FloatingPointError(
+            "the training loss is not finite; lower --lr or set --clip-grad-norm"
+        )
+
+
+def apply_gradients(
+    loss: torch.Tensor, model: nn.Module, updater: Updater, clip_grad_norm: float
+) -> None:
+    """One optimisation step: backward (scaled for fp16), optional clipping, step, schedule."""
+    optimizer, scaler = updater.optimizer, updater.scaler
+    optimizer.zero_grad(set_to_none=True)
+    torch.autograd.backward(scaler.scale(loss))
+    if clip_grad_norm > 0:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    updater.scheduler.step()
 
 
 @dataclass(frozen=True)
@@ -81,26 +113,19 @@ def train_one_epoch(
     sums = torch.zeros(3, dtype=torch.float64, device=settings.device)  # loss, correct, count
     started = time.perf_counter()
     bar = tqdm(loader, desc=description, unit="batch", disable=not settings.progress, leave=False)
-    optimizer, scaler = optimization.optimizer, optimization.scaler
     for step, (batch_images, batch_targets, _) in enumerate(bar):
         images, targets = settings.move(batch_images, batch_targets)
         with settings.autocast():
             logits = model(images)
             loss = optimization.criterion(logits, targets)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if settings.clip_grad_norm > 0:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        optimization.scheduler.step()
+        apply_gradients(loss, model, optimization, settings.clip_grad_norm)
         correct = (logits.detach().argmax(dim=1) == targets).sum()
         sums += torch.stack(
             [loss.detach().double() * len(targets), correct, sums.new_tensor(len(targets))]
         )
         if step % _POSTFIX_EVERY == 0:
-            _show_progress(bar, sums, optimizer)
+            require_finite(loss)
+            _show_progress(bar, sums, optimization.optimizer)
     all_reduce_sum(sums)
     loss_sum, correct_sum, count = sums.tolist()
     seconds = time.perf_counter() - started

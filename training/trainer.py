@@ -15,7 +15,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from app.runtime.card import InputSpec
-from training.checkpoint import BEST, LAST, Checkpoint, TrainState, save_checkpoint
+from training.checkpoint import (
+    BEST,
+    LAST,
+    Checkpoint,
+    TrainState,
+    save_checkpoint,
+    weights_on_cpu,
+)
 from training.config import TrainConfig
 from training.data import DataSplits, load_data
 from training.datacheck import DatasetReport, format_report
@@ -147,7 +154,7 @@ def _setup(
         state.stale_epochs = 0  # a resumed run gets a fresh patience
     scheduler = build_scheduler(optimizer, config, len(loaders.train), state.step)
     criterion = build_criterion(data.train.targets, len(data.classes), config, context.device)
-    optimization = Optimization(criterion, optimizer, scheduler, scaler)
+    optimization = Optimization(optimizer, scheduler, scaler, criterion=criterion)
     run_dir = resume_dir or (
         unique_run_dir(config.runs, config.model_name) if context.is_main else None
     )
@@ -208,11 +215,7 @@ def _best_weights(model: nn.Module, resume_dir: Path | None) -> dict[str, torch.
     if resume_dir is not None and (resume_dir / BEST).is_file():
         saved = torch.load(resume_dir / BEST, map_location="cpu", weights_only=True)
         return dict(saved["model"])
-    return _copy_weights(model)
-
-
-def _copy_weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
+    return weights_on_cpu(model)
 
 
 def _fit(run: Run) -> None:
@@ -246,16 +249,9 @@ def _fit(run: Run) -> None:
 def _record(run: Run, epoch: int, row: dict[str, float], score: float) -> bool:
     """Update history and checkpoints; True when early stopping says stop."""
     state = run.state
-    state.history.append(row)
-    state.epoch = epoch + 1
-    state.step = state.epoch * len(run.loaders.train)
-    state.wall_time_s += row["epoch_s"]
-    improved = score > state.best_score
+    improved = state.record_epoch(row, score, len(run.loaders.train))
     if improved:
-        state.best_score, state.best_epoch, state.stale_epochs = score, epoch, 0
-        run.best_weights = _copy_weights(run.model)
-    else:
-        state.stale_epochs += 1
+        run.best_weights = weights_on_cpu(run.model)
     if run.context.is_main:
         logger.info(
             "epoch %d: train loss %.4f top-1 %.4f | val loss %.4f top-1 %.4f | %.0f img/s%s",
@@ -267,12 +263,12 @@ def _record(run: Run, epoch: int, row: dict[str, float], score: float) -> bool:
         if improved:
             save_checkpoint(checkpoint, run.run_dir / BEST)
         write_results_csv(state.history, run.run_dir / RESULTS_CSV)
-    return run.config.patience > 0 and state.stale_epochs >= run.config.patience
+    return state.patience_exhausted(run.config.patience)
 
 
 def _checkpoint(run: Run) -> Checkpoint:
     return Checkpoint(
-        model=_copy_weights(run.model),
+        model=weights_on_cpu(run.model),
         optimizer=run.optimization.optimizer.state_dict(),
         scaler=run.optimization.scaler.state_dict(),
         state=copy.deepcopy(run.state),

@@ -1,12 +1,14 @@
-"""Helpers for training tests: real image folders cut from Fashion-MNIST, quick configs."""
+"""Helpers for training tests: Fashion-MNIST image folders, tiny COCO folders, quick configs."""
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+import torch
+from PIL import Image, ImageDraw
 
 from training.config import TrainConfig
 from training.fashion_mnist import FASHION_MNIST_DIR, FASHION_MNIST_FILES, read_fashion_mnist
@@ -57,3 +59,33 @@ def quick_config(data: Path | str, tmp_path: Path, **changes: Any) -> TrainConfi
         progress=False,
     )
     return dataclasses.replace(config, **changes)
+
+
+# Category ids need not be 1..N: the loader maps them in sorted order.
+CATEGORIES = [{"id": 5, "name": "red thing"}, {"id": 9, "name": "blue thing"}]
+COLOURS = {5: (220, 20, 20), 9: (20, 40, 220)}
+
+
+def write_coco(root: Path, split: str, count: int, size: tuple[int, int] = (120, 90)) -> None:
+    """Grey images with one red and (every other image) one blue rectangle, as COCO JSON."""
+    (root / split).mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    generator = torch.Generator().manual_seed(count)
+    width, height = size
+    for index in range(count):
+        image = Image.new("RGB", size, (128, 128, 128))
+        draw = ImageDraw.Draw(image)
+        for category in (5, 9)[: 1 + index % 2]:
+            x, y = (int(v) for v in torch.randint(0, width // 2, (2,), generator=generator))
+            w, h = width // 4 + index % 7, height // 4 + index % 5
+            y = min(y, height - h - 1)
+            draw.rectangle((x, y, x + w - 1, y + h - 1), fill=COLOURS[category])
+            annotations.append({"id": len(annotations) + 1, "image_id": index + 10,
+                                "category_id": category, "bbox": [x, y, w, h],
+                                "area": w * h, "iscrowd": 0})  # fmt: skip
+        image.save(root / split / f"{index}.png")
+        images.append({"id": index + 10, "file_name": f"{index}.png", "width": width,
+                       "height": height})  # fmt: skip
+    (root / "annotations").mkdir(exist_ok=True)
+    payload = {"images": images, "annotations": annotations, "categories": CATEGORIES}
+    (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(payload))

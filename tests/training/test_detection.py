@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
 from app.runtime.card import DetectionSpec, ModelCard
 from app.runtime.loader import load_model
 from tests.conftest import RedBoxDetector, tiny_detector_card
+from tests.training.helpers import write_coco
 from training.cli import main
 from training.detection.artifact import evaluate_detector
 from training.detection.data import ServedImages, TrainImages, collate, load_split
-from training.detection.engine import DetectionOptimization, train_one_epoch
+from training.detection.engine import train_one_epoch
 from training.detection.metrics import coco_metrics
 from training.detection.models import (
     DETECTOR_ARCHS,
@@ -23,38 +23,9 @@ from training.detection.models import (
     create_detector,
 )
 from training.detection.trainer import detector_input_spec
-from training.engine import StepSettings
+from training.engine import StepSettings, Updater
 from training.export import detection_gap, detection_parity_inputs, export_model
 from training.models import framework_versions
-
-# Category ids need not be 1..N: the loader maps them in sorted order.
-CATEGORIES = [{"id": 5, "name": "red thing"}, {"id": 9, "name": "blue thing"}]
-COLOURS = {5: (220, 20, 20), 9: (20, 40, 220)}
-
-
-def write_coco(root: Path, split: str, count: int, size: tuple[int, int] = (120, 90)) -> None:
-    """Grey images with one red and (every other image) one blue rectangle, as COCO JSON."""
-    (root / split).mkdir(parents=True, exist_ok=True)
-    images, annotations = [], []
-    generator = torch.Generator().manual_seed(count)
-    width, height = size
-    for index in range(count):
-        image = Image.new("RGB", size, (128, 128, 128))
-        draw = ImageDraw.Draw(image)
-        for category in (5, 9)[: 1 + index % 2]:
-            x, y = (int(v) for v in torch.randint(0, width // 2, (2,), generator=generator))
-            w, h = width // 4 + index % 7, height // 4 + index % 5
-            y = min(y, height - h - 1)
-            draw.rectangle((x, y, x + w - 1, y + h - 1), fill=COLOURS[category])
-            annotations.append({"id": len(annotations) + 1, "image_id": index + 10,
-                                "category_id": category, "bbox": [x, y, w, h],
-                                "area": w * h, "iscrowd": 0})  # fmt: skip
-        image.save(root / split / f"{index}.png")
-        images.append({"id": index + 10, "file_name": f"{index}.png", "width": width,
-                       "height": height})  # fmt: skip
-    (root / "annotations").mkdir(exist_ok=True)
-    payload = {"images": images, "annotations": annotations, "categories": CATEGORIES}
-    (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(payload))
 
 
 @pytest.fixture(scope="module")
@@ -137,9 +108,7 @@ def test_a_few_steps_lower_the_loss(coco_folder: Path) -> None:
     model = tiny_detector().detector
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    optimization = DetectionOptimization(
-        optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False)
-    )
+    optimization = Updater(optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False))
     settings = StepSettings(torch.device("cpu"), progress=False)
     losses = [
         train_one_epoch(model, [batch] * 2, optimization, settings, "t").loss for _ in range(6)

@@ -12,7 +12,8 @@ from training.checkpoint import load_checkpoint
 from training.config import ConfigError
 from training.detection.artifact import evaluate_detector
 from training.detection.config import DetectionTrainConfig
-from training.detection.data import SCENES
+from training.detection.data import SCENES, is_coco_source, resolve_source
+from training.detection.datacheck import check_detection_data, format_report, validate_detection
 from training.detection.metrics import format_detection_metrics
 from training.detection.models import DETECTOR_ARCHS
 from training.detection.trainer import train_detector
@@ -35,9 +36,15 @@ def is_detection(args: argparse.Namespace) -> bool:
     """Whether a `train` command is about a detector: its arch, its data or its checkpoint."""
     if args.resume is not None:
         return bool(load_checkpoint(args.resume).extra.get("task") == "detect")
-    if args.arch in DETECTOR_ARCHS or args.data == SCENES:
-        return True
-    return bool(args.data) and (Path(args.data) / "annotations").is_dir()
+    return args.arch in DETECTOR_ARCHS or (bool(args.data) and is_coco_source(args.data))
+
+
+def check_detection(args: argparse.Namespace) -> int:
+    """`python -m training check` for COCO data: the report, then a refusal if it cannot train."""
+    checked = check_detection_data(resolve_source(args.data, workers=args.workers), args.workers)
+    print(format_report(checked.report))
+    validate_detection(checked.report)
+    return 0
 
 
 def train_detection(arguments: list[str]) -> int:

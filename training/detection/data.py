@@ -84,28 +84,45 @@ def resolve_source(source: str, scenes: SceneConfig | None = None, workers: int 
     return root
 
 
-def load_split(root: Path, split: str) -> CocoSplit:
-    """Parse `split` of a COCO folder; labels follow sorted category ids."""
+def annotation_file(root: Path, split: str) -> Path | None:
+    """The annotation JSON of `split` under `root`, or None when the folder has no such split."""
     candidates = [
         root / "annotations" / f"instances_{split}.json",
         root / "annotations" / f"{split}.json",
         root / f"{split}.json",
     ]
-    annotation_file = next((path for path in candidates if path.is_file()), None)
-    if annotation_file is None:
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def is_coco_source(source: str) -> bool:
+    """Whether `source` names detection data: builtin:scenes or a COCO folder."""
+    if source == SCENES:
+        return True
+    root = Path(source)
+    return (root / "annotations").is_dir() or annotation_file(root, "train") is not None
+
+
+def load_split(root: Path, split: str) -> CocoSplit:
+    """Parse `split` of a COCO folder; labels follow sorted category ids."""
+    path = annotation_file(root, split)
+    if path is None:
         raise DatasetError(
-            f"{root}: no annotations for split {split!r} (looked for {candidates[0]})"
+            f"{root}: no annotations for split {split!r} "
+            f"(looked for {root / 'annotations' / f'instances_{split}.json'})"
         )
-    coco = json.loads(annotation_file.read_text())
+    try:
+        coco = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DatasetError(f"{path}: not valid JSON ({error})") from error
     categories = sorted(coco.get("categories", []), key=lambda c: c["id"])
     if not categories:
-        raise DatasetError(f"{annotation_file}: no categories")
+        raise DatasetError(f'{path}: no categories; list them under "categories"')
     if not coco.get("images"):
-        raise DatasetError(f"{annotation_file}: no images")
+        raise DatasetError(f'{path}: no images; list them under "images"')
     image_root = root / split if (root / split).is_dir() else root
     labels = (BACKGROUND, *(c["name"] for c in categories))
     mapping = {c["id"]: i for i, c in enumerate(categories, start=1)}
-    return CocoSplit(split, annotation_file, image_root, coco, labels, mapping)
+    return CocoSplit(split, path, image_root, coco, labels, mapping)
 
 
 class TrainPreset:

@@ -1,6 +1,5 @@
 """One pass of detector training, and predictions in COCO form for scoring."""
 
-import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -11,18 +10,9 @@ from torch import nn
 from tqdm import tqdm
 
 from training.detection.data import Target
-from training.engine import StepSettings
+from training.engine import StepSettings, Updater, apply_gradients, require_finite
 
 _POSTFIX_EVERY = 5
-
-
-@dataclass(frozen=True)
-class DetectionOptimization:
-    """Optimizer, per-step schedule and gradient scaler."""
-
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
 
 
 @dataclass(frozen=True)
@@ -43,7 +33,7 @@ class DetectionEpochStats:
 def train_one_epoch(
     detector: nn.Module,
     loader: Iterable[tuple[Sequence[torch.Tensor], Sequence[Target]]],
-    optimization: DetectionOptimization,
+    optimization: Updater,
     settings: StepSettings,
     description: str,
 ) -> DetectionEpochStats:
@@ -53,7 +43,6 @@ def train_one_epoch(
     images_seen = 0
     started = time.perf_counter()
     bar = tqdm(loader, desc=description, unit="batch", disable=not settings.progress, leave=False)
-    optimizer, scaler = optimization.optimizer, optimization.scaler
     for step, (batch_images, batch_targets) in enumerate(bar):
         images = [
             image.to(settings.device, non_blocking=True).float() / 255.0 for image in batch_images
@@ -62,23 +51,13 @@ def train_one_epoch(
         with settings.autocast():
             losses: dict[str, torch.Tensor] = detector(images, targets)
         loss = torch.stack(list(losses.values())).sum()
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(
-                "the training loss is not finite; lower --lr or set --clip-grad-norm"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        torch.autograd.backward(scaler.scale(loss))
-        if settings.clip_grad_norm > 0:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(detector.parameters(), settings.clip_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        optimization.scheduler.step()
+        require_finite(loss)
+        apply_gradients(loss, detector, optimization, settings.clip_grad_norm)
         images_seen += len(images)
         for name, value in {"loss": loss, **losses}.items():
             sums[name] = sums.get(name, 0.0) + float(value.detach()) * len(images)
         if step % _POSTFIX_EVERY == 0:
-            lr = optimizer.param_groups[0]["lr"]
+            lr = optimization.optimizer.param_groups[0]["lr"]
             bar.set_postfix(loss=f"{sums['loss'] / images_seen:.4f}", lr=f"{lr:.2e}")
     means = {name: total / max(images_seen, 1) for name, total in sums.items()}
     loss_mean = means.pop("loss", float("nan"))

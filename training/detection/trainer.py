@@ -11,27 +11,34 @@ from torch.utils.data import DataLoader, Subset
 
 from app.runtime.card import InputSpec, Normalization
 from app.runtime.device import resolve_device
-from training.checkpoint import BEST, LAST, Checkpoint, TrainState, save_checkpoint
-from training.detection.config import DetectionTrainConfig
-from training.detection.data import (
-    CocoSplit,
-    ServedImages,
-    TrainImages,
-    collate,
-    load_split,
-    resolve_source,
+from training.checkpoint import (
+    BEST,
+    LAST,
+    Checkpoint,
+    TrainState,
+    save_checkpoint,
+    weights_on_cpu,
 )
-from training.detection.engine import DetectionOptimization, predict, train_one_epoch
+from training.detection.config import DetectionTrainConfig
+from training.detection.data import CocoSplit, ServedImages, TrainImages, collate, resolve_source
+from training.detection.datacheck import (
+    CheckedDetectionData,
+    DetectionReport,
+    check_detection_data,
+    format_report,
+    validate_detection,
+)
+from training.detection.engine import predict, train_one_epoch
 from training.detection.metrics import DetectionMetrics, coco_metrics
 from training.detection.models import DetectorConfig, ScriptableDetector, create_detector
 from training.detection.publish import export_run
 from training.detection.report import finish_run
 from training.detection.scenes import SceneConfig
-from training.engine import StepSettings
+from training.engine import StepSettings, Updater
 from training.models import IMAGENET_MEAN, IMAGENET_STD
 from training.publish import unique_run_dir
 from training.recipe import lr_factor, seed_everything
-from training.report import RESULTS_CSV, write_results_csv
+from training.report import RESULTS_CSV, write_json, write_results_csv
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +51,12 @@ class DetectionRun:
 
     config: DetectionTrainConfig
     splits: dict[str, CocoSplit]
+    dataset_report: DetectionReport
     spec: InputSpec
     detector_config: DetectorConfig
     module: ScriptableDetector
     loader: DataLoader[tuple[torch.Tensor, dict[str, torch.Tensor]]]
-    optimization: DetectionOptimization
+    optimization: Updater
     settings: StepSettings
     state: TrainState
     run_dir: Path
@@ -93,12 +101,8 @@ def _setup(
     if config.threads:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed, deterministic=False)
-    scenes = SceneConfig(seed=config.seed, train=config.scenes, val=max(8, config.scenes // 10),
-                         test=max(8, config.scenes * 3 // 20))  # fmt: skip
-    root = resolve_source(config.data, scenes, workers=max(1, config.workers))
-    splits = {name: load_split(root, name) for name in ("train", "val", "test") if _has(root, name)}
-    if "train" not in splits or "val" not in splits:
-        raise FileNotFoundError(f"{root}: detection data needs train and val annotations")
+    data = _checked_data(config)
+    splits = data.splits
     labels = splits["train"].labels
     spec = detector_input_spec(config.image_size)
     detector_config = DetectorConfig(config.arch, len(labels), config.image_size,
@@ -118,16 +122,21 @@ def _setup(
     state = resume.state if resume is not None else TrainState()
     state.stale_epochs = 0
     run_dir = resume_dir or unique_run_dir(config.runs, config.model_name)
-    best = _copy(module)
+    best = weights_on_cpu(module)
     if resume_dir is not None and (resume_dir / BEST).is_file():
         best = dict(torch.load(resume_dir / BEST, map_location="cpu", weights_only=True)["model"])
-    return DetectionRun(config, splits, spec, detector_config, module, loader, optimization,
-                        settings, state, run_dir, best)  # fmt: skip
+    return DetectionRun(config, splits, data.report, spec, detector_config, module, loader,
+                        optimization, settings, state, run_dir, best)  # fmt: skip
 
 
-def _has(root: Path, split: str) -> bool:
-    names = (f"annotations/instances_{split}.json", f"annotations/{split}.json", f"{split}.json")
-    return any((root / name).is_file() for name in names)
+def _checked_data(config: DetectionTrainConfig) -> CheckedDetectionData:
+    """The data folder (builtin:scenes generated first), checked: training reads what passed."""
+    scenes = SceneConfig(seed=config.seed, train=config.scenes, val=max(8, config.scenes // 10),
+                         test=max(8, config.scenes * 3 // 20))  # fmt: skip
+    root = resolve_source(config.data, scenes, workers=max(1, config.workers))
+    data = check_detection_data(root, config.workers or 4)
+    validate_detection(data.report)
+    return data
 
 
 def _train_loader(
@@ -149,7 +158,7 @@ def _train_loader(
 def _optimization(
     config: DetectionTrainConfig, module: torch.nn.Module, steps_per_epoch: int,
     resume: Checkpoint | None, device: torch.device,
-) -> DetectionOptimization:  # fmt: skip
+) -> Updater:  # fmt: skip
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
     for parameter in module.parameters():
@@ -174,7 +183,7 @@ def _optimization(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total, warmup, config.min_lr_ratio), last_epoch=step - 1
     )
-    return DetectionOptimization(optimizer, scheduler, scaler)
+    return Updater(optimizer, scheduler, scaler)
 
 
 def evaluate_split(
@@ -192,7 +201,9 @@ def evaluate_split(
 
 def _fit(run: DetectionRun) -> None:
     config, state = run.config, run.state
+    logger.info("%s", format_report(run.dataset_report))
     (run.run_dir / "config.json").write_text(config.to_json())
+    write_json(run.dataset_report.to_dict(), run.run_dir / "dataset.json")
     for epoch in range(state.epoch, config.epochs):
         started = time.perf_counter()
         torch.manual_seed(config.seed * 1_000_003 + epoch)
@@ -214,20 +225,14 @@ def _fit(run: DetectionRun) -> None:
 
 def _record(run: DetectionRun, epoch: int, row: dict[str, float], score: float) -> bool:
     state = run.state
-    state.history.append(row)
-    state.epoch, state.step = epoch + 1, (epoch + 1) * len(run.loader)
-    state.wall_time_s += row["epoch_s"]
-    improved = score > state.best_score
+    improved = state.record_epoch(row, score, len(run.loader))
     if improved:
-        state.best_score, state.best_epoch, state.stale_epochs = score, epoch, 0
-        run.best_weights = _copy(run.module)
-    else:
-        state.stale_epochs += 1
+        run.best_weights = weights_on_cpu(run.module)
     logger.info("epoch %d: loss %.4f | val mAP %.4f mAP@.5 %.4f | %.2f img/s%s", epoch + 1,
                 row["train_loss"], row["val_map"], row["val_map50"], row["images_per_s"],
                 " *" if improved else "")  # fmt: skip
     checkpoint = Checkpoint(
-        model=_copy(run.module), optimizer=run.optimization.optimizer.state_dict(),
+        model=weights_on_cpu(run.module), optimizer=run.optimization.optimizer.state_dict(),
         scaler=run.optimization.scaler.state_dict(), state=copy.deepcopy(state),
         config=run.config.to_dict(), arch=run.config.arch, labels=run.splits["train"].labels,
         input_spec=run.spec.model_dump(mode="json"),
@@ -237,8 +242,4 @@ def _record(run: DetectionRun, epoch: int, row: dict[str, float], score: float) 
     if improved:
         save_checkpoint(checkpoint, run.run_dir / BEST)
     write_results_csv(state.history, run.run_dir / RESULTS_CSV)
-    return run.config.patience > 0 and state.stale_epochs >= run.config.patience
-
-
-def _copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {key: value.detach().cpu().clone() for key, value in module.state_dict().items()}
+    return state.patience_exhausted(run.config.patience)
