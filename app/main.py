@@ -74,7 +74,14 @@ async def _lifespan(
         threads=inference_threads,
     )
     registry = await anyio.to_thread.run_sync(
-        partial(ModelRegistry.from_store, settings.model_dir, device, policy, metrics.observe_batch)
+        partial(
+            ModelRegistry.from_store,
+            settings.model_dir,
+            device,
+            policy,
+            metrics.observe_batch,
+            optimize_cpu=settings.optimize_cpu,
+        )
     )
     await anyio.to_thread.run_sync(
         registry.start, settings.max_batch_size, settings.autotune_batch_size

@@ -19,6 +19,7 @@ from app.imaging import ImageLimits, decode_image
 from app.runtime.detection import DetectInput, make_detect_runner
 from app.runtime.inference import ClassifyInput, make_classify_runner
 from app.runtime.loader import LoadedModel, load_model
+from app.runtime.optimize import optimize_for_cpu
 from app.runtime.preprocessing import draft_size, preprocess_image
 
 _LIMITS = ImageLimits(max_bytes=50 * 1024 * 1024, max_pixels=100_000_000, min_side=1)
@@ -83,7 +84,8 @@ class _Job:
 
 def _worker(job: _Job, barrier: Barrier, results: "Queue[tuple[int, float]]") -> None:
     torch.set_num_threads(job.layout.threads)
-    model = load_model(job.model_dir, torch.device("cpu"))
+    # The service's own loading path, CPU optimisation included, so the ceiling is its ceiling.
+    model = optimize_for_cpu(load_model(job.model_dir, torch.device("cpu")))
     run_batch = _pipeline(model)
     source = itertools.cycle(job.photos[job.offset :] + job.photos[: job.offset])
     batch_size = job.layout.batch_size

@@ -14,6 +14,7 @@ from app.runtime.card import ModelCard, Task
 from app.runtime.detection import detect_warm_up_batch, make_detect_runner
 from app.runtime.inference import classify_warm_up_batch, make_classify_runner
 from app.runtime.loader import LoadedModel, discover_model_dirs, load_model
+from app.runtime.optimize import optimize_for_cpu
 from app.runtime.tuning import best_batch_size, candidate_sizes, measure_batch_rates
 
 logger = logging.getLogger(__name__)
@@ -56,11 +57,14 @@ class ModelRegistry:
         device: torch.device,
         policy: BatchPolicy,
         observe_batch: BatchObserver | None = None,
+        optimize_cpu: bool = False,
     ) -> "ModelRegistry":
-        """Load and verify every model folder under `model_dir`."""
+        """Load and verify every model folder under `model_dir` (optimised for CPU if asked)."""
         models: dict[str, ServedModel] = {}
         for directory in discover_model_dirs(model_dir):
             loaded = load_model(directory, device)
+            if optimize_cpu:
+                loaded = optimize_for_cpu(loaded)
             models[loaded.card.name] = ServedModel(
                 loaded, _make_batcher(loaded, policy, observe_batch)
             )
