@@ -11,16 +11,20 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.conftest import RedBoxDetector, tiny_detector_card
 from tests.training.helpers import write_coco
 from training.cli import main
 from training.datacheck import DatasetError
+from training.detection.artifact import evaluate_detector
 from training.detection.data import TrainImages
 from training.detection.datacheck import (
     check_detection_data,
+    checked_split,
     format_report,
     validate_detection,
 )
 from training.detection.trainer import detector_input_spec
+from training.export import export_model
 
 Coco = dict[str, Any]
 
@@ -219,3 +223,25 @@ def test_detector_trains_on_a_folder_with_a_corrupt_image(
     dataset = json.loads((tmp_path / "runs" / "tiny" / "dataset.json").read_text())
     assert dataset["counts"]["train"]["unreadable"] == 2
     assert sum(dataset["dropped_annotations"].values()) == 5
+
+
+def test_one_split_is_cleaned_for_evaluation_and_says_what_it_left_out(
+    messy_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING"):
+        split = checked_split(messy_folder, "train", workers=1)
+    names = {image["file_name"] for image in split.images}
+    assert len(names) == 8 and not names & {"broken.jpg", "missing.png"}
+    assert "left out 2 unreadable image(s) and 5 invalid annotation(s)" in caplog.text
+    assert "broken.jpg" in caplog.text
+
+
+def test_evaluation_skips_a_corrupt_image_instead_of_failing(
+    messy_folder: Path, tmp_path: Path
+) -> None:
+    card = tiny_detector_card().model_copy(
+        update={"labels": ("__background__", "red thing", "blue thing")}
+    )
+    directory = export_model(RedBoxDetector(), card, tmp_path / "models")
+    result = evaluate_detector(directory, str(messy_folder), "train", workers=0, progress=False)
+    assert result.metrics.per_class["red thing"]["ap50"] == pytest.approx(1.0)

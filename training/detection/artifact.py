@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader
 
 from app.runtime.loader import LoadedModel, load_model
 from training.datacheck import DatasetError
-from training.detection.data import ServedImages, collate, load_split, resolve_source
+from training.detection.data import ServedImages, collate, resolve_source
+from training.detection.datacheck import checked_split
 from training.detection.engine import predict
 from training.detection.metrics import DetectionMetrics, coco_metrics
 
@@ -38,7 +39,8 @@ def evaluate_detector(
     card = loaded.card
     if card.task != "detect":
         raise ValueError(f"{model_dir} is a {card.task} model, not a detector")
-    data = load_split(resolve_source(source, workers=max(1, workers)), split)
+    root = resolve_source(source, workers=max(1, workers))
+    data = checked_split(root, split, max(1, workers))  # a corrupt image must not stop it
     by_name = {name: k for k, name in enumerate(card.labels)}
     unknown = sorted(set(data.labels[1:]) - set(by_name))
     if unknown:

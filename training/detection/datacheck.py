@@ -6,6 +6,7 @@ at nothing or boxes nothing is dropped and counted instead of reaching the loss.
 """
 
 import dataclasses
+import logging
 import math
 from collections import Counter
 from collections.abc import Mapping
@@ -23,6 +24,8 @@ from training.datacheck import (
     unreadable_lines,
 )
 from training.detection.data import CocoSplit, annotation_file, load_split
+
+logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 _EXAMPLES = 10
@@ -125,6 +128,24 @@ def check_detection_data(root: Path, workers: int = 4) -> CheckedDetectionData:
         duplicates,
     )  # fmt: skip
     return CheckedDetectionData(splits, report)
+
+
+def checked_split(root: Path, name: str, workers: int = 4) -> CocoSplit:
+    """One split, cleaned like training's (for evaluation): what was left out is logged."""
+    split = load_split(root, name)
+    files = inspect_files(_image_paths(split), workers)
+    findings = _Findings()
+    cleaned = _clean_split(split, files, findings)
+    if findings.unreadable or findings.dropped:
+        dropped = sum(findings.dropped.values())
+        logger.warning(
+            "%s %s: left out %d unreadable image(s) and %d invalid annotation(s): %s",
+            root, name, len(findings.unreadable), dropped,
+            "; ".join(f"{path}: {reason}" for path, reason in findings.unreadable[:_EXAMPLES]),
+        )  # fmt: skip
+    if not cleaned.images:
+        raise DatasetError(f"{root}: no readable images in split {name!r}")
+    return cleaned
 
 
 def validate_detection(report: DetectionReport) -> None:
