@@ -1,12 +1,13 @@
 """Benchmark POST /classify or /detect against the in-process ceiling, in one run, one machine.
 
-    python -m bench.serve [--model NAME] [--duration 15] [--concurrency 1 32] [--env VISION_X=Y]
+    python -m bench.serve [--model NAME] [--duration 10] [--load-rounds 3] [--concurrency 1 32]
+                          [--env VISION_X=Y]
 
 The route follows the model's task.
 First the ceiling: the same photos decoded, preprocessed and classified in-process with no HTTP,
 in every layout (processes x threads x batch size), each measured `--rounds` times, interleaved;
 the best layout's median is the ceiling. Then the service under a keep-alive load at each
-concurrency. Prints images/s and p50/p99 latency next to the ceiling with the ratio, and writes
+concurrency, in `--load-rounds` interleaved windows; the median window is reported. Prints images/s and p50/p99 latency next to the ceiling with the ratio, and writes
 the numbers as JSON to bench/results/.
 """
 
@@ -41,7 +42,7 @@ def main() -> None:
     server = _start_server(port, args)
     try:
         print(f"server: {_served_batch_size(port, args.model)}")
-        runs = {c: _load(port, args, photos, c) for c in args.concurrency}
+        runs = _load_rounds(port, args, photos)
     finally:
         server.terminate()
         server.wait(60)
@@ -53,7 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="imagenet-mobilenet-v2")
     parser.add_argument("--model-dir", type=Path, default=ROOT / "models")
-    parser.add_argument("--duration", type=float, default=15.0, help="seconds per concurrency")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per load window")
+    parser.add_argument(
+        "--load-rounds", type=int, default=3, help="load windows per concurrency (median)"
+    )
     parser.add_argument("--ceiling-s", type=float, default=3.0, help="seconds per layout")
     parser.add_argument("--rounds", type=int, default=3, help="ceiling repetitions (median)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
@@ -119,6 +123,17 @@ def _served_batch_size(port: int, model: str) -> str:
     return f"{model} on {description['device']}, batch size {description['max_batch_size']}"
 
 
+def _load_rounds(
+    port: int, args: argparse.Namespace, photos: list[tuple[str, bytes]]
+) -> dict[int, list[LoadResult]]:
+    """`--load-rounds` windows per concurrency, interleaved, so a noisy moment hits one window."""
+    runs: dict[int, list[LoadResult]] = defaultdict(list)
+    for _ in range(args.load_rounds):
+        for concurrency in args.concurrency:
+            runs[concurrency].append(_load(port, args, photos, concurrency))
+    return runs
+
+
 def _load(
     port: int, args: argparse.Namespace, photos: list[tuple[str, bytes]], concurrency: int
 ) -> LoadResult:
@@ -133,7 +148,7 @@ def _load(
 
 
 def _report(
-    args: argparse.Namespace, ceiling: float, layout: str, runs: dict[int, LoadResult]
+    args: argparse.Namespace, ceiling: float, layout: str, runs: dict[int, list[LoadResult]]
 ) -> list[dict[str, object]]:
     print(
         f"\nPOST /{_task(args)}, {args.images_per_request} image(s)/request, server env {args.env}"
@@ -141,20 +156,27 @@ def _report(
     header = ("concurrency", "images/s", "p50 ms", "p99 ms", "vs ceiling", "errors")
     print("{:>11} {:>9} {:>8} {:>8} {:>10} {:>6}".format(*header))
     rows: list[dict[str, object]] = []
-    for concurrency, result in runs.items():
-        rate = result.images / result.elapsed_s
+    for concurrency, results in runs.items():
+        rates = [_rate(result) for result in results]
+        result = sorted(results, key=_rate)[len(results) // 2]  # the median window
+        rate = _rate(result)
         p50, p99 = _percentiles(result.latencies)
         ratio = rate / ceiling
-        failures = result.failures
-        print(f"{concurrency:>11} {rate:9.1f} {p50:8.1f} {p99:8.1f} {ratio:9.2f}x {failures:>6}")
+        failures = sum(window.failures for window in results)
+        windows = ", ".join(f"{window:.1f}" for window in rates)
+        print(
+            f"{concurrency:>11} {rate:9.1f} {p50:8.1f} {p99:8.1f} {ratio:9.2f}x {failures:>6}"
+            f"  ({windows})"
+        )
         rows.append(
             {
                 "concurrency": concurrency,
                 "images_per_s": rate,
+                "window_images_per_s": rates,
                 "p50_ms": p50,
                 "p99_ms": p99,
                 "ratio_to_ceiling": ratio,
-                "failures": result.failures,
+                "failures": failures,
                 "statuses": result.statuses,
             }
         )
@@ -175,6 +197,10 @@ def _save(
     }
     path = args.output / f"{args.model}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(record, indent=2))
+
+
+def _rate(result: LoadResult) -> float:
+    return result.images / result.elapsed_s
 
 
 def _percentiles(latencies: list[float]) -> tuple[float, float]:
