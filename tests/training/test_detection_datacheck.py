@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from tests.conftest import RedBoxDetector, tiny_detector_card
+from tests.images import oriented_jpeg
 from tests.training.helpers import write_coco
 from training.cli import main
 from training.datacheck import DatasetError
@@ -245,3 +246,33 @@ def test_evaluation_skips_a_corrupt_image_instead_of_failing(
     directory = export_model(RedBoxDetector(), card, tmp_path / "models")
     result = evaluate_detector(directory, str(messy_folder), "train", workers=0, progress=False)
     assert result.metrics.per_class["red thing"]["ap50"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("orientation", [1, 6, 8])
+def test_training_reads_photos_upright_like_the_service(
+    coco_folder: Path, orientation: int
+) -> None:
+    """Boxes drawn on the upright photo (as annotation tools show it) land on the object."""
+    upright = Image.new("RGB", (400, 300), (128, 128, 128))
+    upright.paste((220, 20, 20), (40, 60, 200, 180))
+    (coco_folder / "train" / "phone.jpg").write_bytes(oriented_jpeg(upright, orientation))
+
+    def add_phone_photo(coco: Coco) -> None:
+        coco["images"] = [{"id": 70, "file_name": "phone.jpg", "width": 400, "height": 300}]
+        coco["annotations"] = []
+        add_annotation_first(coco, 70, [40, 60, 160, 120])
+
+    edit_split(coco_folder, "train", add_phone_photo)
+    split = check_detection_data(coco_folder, workers=1).splits["train"]
+    torch.manual_seed(0)
+    pixels, target = TrainImages(split, detector_input_spec(128))[0]
+    x0, y0, x1, y1 = (int(v) for v in target["boxes"][0].round())
+    red = pixels[0].float() - pixels[1].float()
+    inside = red[y0 + 3 : y1 - 3, x0 + 3 : x1 - 3].mean().item()
+    assert inside > 100, (pixels.shape, (x0, y0, x1, y1))
+    assert red.mean().item() < inside / 2
+
+
+def add_annotation_first(coco: Coco, image_id: int, box: list[float]) -> None:
+    coco["annotations"].append({"id": 1, "image_id": image_id, "category_id": 5, "bbox": box,
+                                "area": box[2] * box[3], "iscrowd": 0})  # fmt: skip

@@ -166,10 +166,14 @@ class TrainImages(Dataset[tuple[torch.Tensor, Target]]):
         return len(self.split.images)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
-        with Image.open(self.split.path(index)) as opened:
-            image = opened.convert("RGB")
+        # The service's decoder: upright (EXIF applied) like the served image and the boxes the
+        # service returns, and JPEG-drafted to the model's size, which divides the sides exactly.
+        data = self.split.path(index).read_bytes()
+        decoded = decode_image(data, TRAINING_LIMITS, self.draft)
+        image = decoded.image
         boxes, labels = self.split.target(index)
-        return self.preset(image, boxes, labels)
+        scale = torch.tensor([image.width / decoded.width, image.height / decoded.height] * 2)
+        return self.preset(image, boxes * scale, labels)
 
 
 class ServedImages(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
