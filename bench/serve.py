@@ -7,8 +7,9 @@ The route follows the model's task.
 First the ceiling: the same photos decoded, preprocessed and classified in-process with no HTTP,
 in every layout (processes x threads x batch size), each measured `--rounds` times, interleaved;
 the best layout's median is the ceiling. Then the service under a keep-alive load at each
-concurrency, in `--load-rounds` interleaved windows; the median window is reported. Prints images/s and p50/p99 latency next to the ceiling with the ratio, and writes
-the numbers as JSON to bench/results/.
+concurrency, in `--load-rounds` interleaved windows; the median window is reported. Prints
+images/s and p50/p99 latency next to the ceiling with the ratio, and writes the numbers as JSON
+to bench/results/.
 """
 
 import argparse
