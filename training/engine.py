@@ -86,19 +86,26 @@ def apply_gradients(
     updater.scheduler.step()
 
 
+class Throughput:
+    """The speed of an epoch's record (a dataclass with `images` and `seconds` fields)."""
+
+    images: int
+    seconds: float
+
+    @property
+    def images_per_s(self) -> float:
+        """Images trained per second (of the whole world, under DDP)."""
+        return self.images / max(self.seconds, 1e-9)
+
+
 @dataclass(frozen=True)
-class EpochStats:
+class EpochStats(Throughput):
     """Training loss and accuracy over one epoch (all ranks), and its speed."""
 
     loss: float
     top1: float
     images: int
     seconds: float
-
-    @property
-    def images_per_s(self) -> float:
-        """Throughput of the whole world."""
-        return self.images / max(self.seconds, 1e-9)
 
 
 def train_one_epoch(

@@ -112,10 +112,7 @@ def check_detection_data(root: Path, workers: int = 4) -> CheckedDetectionData:
             "(COCO format) with the images under train/"
         )
     _require_same_categories(raw)
-    paths = list(dict.fromkeys(path for split in raw.values() for path in _image_paths(split)))
-    files = inspect_files(paths, workers)
-    findings = _Findings()
-    splits = {name: _clean_split(split, files, findings) for name, split in raw.items()}
+    splits, files, findings = _cleaned(raw, workers)
     counts = {name: _count(split, len(raw[name].images)) for name, split in splits.items()}
     duplicates = find_duplicates(
         {name: [files[split.path(i)].digest for i in range(len(split.images))]
@@ -132,10 +129,8 @@ def check_detection_data(root: Path, workers: int = 4) -> CheckedDetectionData:
 
 def checked_split(root: Path, name: str, workers: int = 4) -> CocoSplit:
     """One split, cleaned like training's (for evaluation): what was left out is logged."""
-    split = load_split(root, name)
-    files = inspect_files(_image_paths(split), workers)
-    findings = _Findings()
-    cleaned = _clean_split(split, files, findings)
+    cleaned_splits, _, findings = _cleaned({name: load_split(root, name)}, workers)
+    cleaned = cleaned_splits[name]
     if findings.unreadable or findings.dropped:
         dropped = sum(findings.dropped.values())
         logger.warning(
@@ -221,6 +216,17 @@ def _require_same_categories(splits: Mapping[str, CocoSplit]) -> None:
                 f"train's {list(train.labels[1:])}; every split must list the same categories "
                 "(same ids and names)"
             )
+
+
+def _cleaned(
+    raw: Mapping[str, CocoSplit], workers: int
+) -> tuple[dict[str, CocoSplit], dict[Path, InspectedFile], _Findings]:
+    """Decode each image file once (shared between splits), then clean every split."""
+    paths = list(dict.fromkeys(path for split in raw.values() for path in _image_paths(split)))
+    files = inspect_files(paths, workers)
+    findings = _Findings()
+    splits = {name: _clean_split(split, files, findings) for name, split in raw.items()}
+    return splits, files, findings
 
 
 def _image_paths(split: CocoSplit) -> list[Path]:

@@ -10,24 +10,25 @@ from torch import nn
 from tqdm import tqdm
 
 from training.detection.data import Target
-from training.engine import StepSettings, Updater, apply_gradients, require_finite
+from training.engine import (
+    StepSettings,
+    Throughput,
+    Updater,
+    apply_gradients,
+    require_finite,
+)
 
 _POSTFIX_EVERY = 5
 
 
 @dataclass(frozen=True)
-class DetectionEpochStats:
+class DetectionEpochStats(Throughput):
     """Mean loss (and its parts) over one epoch, and its speed."""
 
     loss: float
     parts: dict[str, float]
     images: int
     seconds: float
-
-    @property
-    def images_per_s(self) -> float:
-        """Training throughput."""
-        return self.images / max(self.seconds, 1e-9)
 
 
 def train_one_epoch(

@@ -97,26 +97,24 @@ def create_detector(config: DetectorConfig, weights: str = "imagenet") -> nn.Mod
         "image_mean": list(IMAGENET_MEAN),
         "image_std": list(IMAGENET_STD),
     }
+    # FCOS and RetinaNet name their post-processing options alike (Faster R-CNN's differ).
+    one_stage = common | {
+        "score_thresh": config.score_threshold,
+        "nms_thresh": config.nms_threshold,
+        "detections_per_img": config.detections_per_image,
+    }
     if config.arch == "fcos_mobilenet_v2":
         if config.fpn_channels % 32:
             raise ConfigError("fcos_mobilenet_v2 needs --fpn-channels divisible by 32 (GroupNorm)")
         backbone = mobilenet_v2_fpn(weights, config, p6p7=True)
         anchors = AnchorGenerator(((8,), (16,), (32,), (64,), (128,)), ((1.0,),) * 5)
-        detector = FCOS(
-            backbone, config.num_classes, anchor_generator=anchors,
-            score_thresh=config.score_threshold, nms_thresh=config.nms_threshold,
-            detections_per_img=config.detections_per_image, **common,
-        )  # fmt: skip
+        detector = FCOS(backbone, config.num_classes, anchor_generator=anchors, **one_stage)
         return _typed(detector)
     if config.arch == "retinanet_mobilenet_v2":
         backbone = mobilenet_v2_fpn(weights, config, p6p7=True)
         sizes = tuple((s, int(s * 1.26), int(s * 1.59)) for s in (16, 32, 64, 128, 256))
         anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * 5)
-        detector = RetinaNet(
-            backbone, config.num_classes, anchor_generator=anchors,
-            score_thresh=config.score_threshold, nms_thresh=config.nms_threshold,
-            detections_per_img=config.detections_per_image, **common,
-        )  # fmt: skip
+        detector = RetinaNet(backbone, config.num_classes, anchor_generator=anchors, **one_stage)
         return _typed(detector)
     if config.arch == "fasterrcnn_mobilenet_v2":
         # Stride 16 and up: the stride-8 level would double the cost for objects >= 20 px.
