@@ -64,6 +64,13 @@ class WrongTask(ServiceError):
     code = "wrong_task"
 
 
+class NotCalibrated(ServiceError):
+    """A decision option was asked of a model whose card carries no calibration."""
+
+    status_code = 409
+    code = "not_calibrated"
+
+
 class PayloadTooLarge(ServiceError):
     """The body or one file has more bytes than allowed."""
 

@@ -1,6 +1,6 @@
 """Response and error schemas: the HTTP contract of DESIGN.md, shared by api and services."""
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -30,7 +30,7 @@ class ModelRef(BaseModel):
 
 
 class Prediction(BaseModel):
-    """One class and its probability."""
+    """One class and its probability (calibrated when the model's card carries calibration)."""
 
     label: str
     class_id: int
@@ -38,20 +38,42 @@ class Prediction(BaseModel):
 
 
 class ClassificationResult(BaseModel):
-    """The answer for one uploaded image: predictions, or the error that image got."""
+    """The answer for one uploaded image: predictions, or the error that image got.
+
+    Models with calibration add `decision` and `unknown_score`; see `ClassifyResponse.decisions`.
+    """
 
     index: int
     filename: str | None
+    image_sha256: str | None = Field(default=None, description="sha256 of the uploaded bytes")
     width: int | None = None
     height: int | None = None
+    decision: Literal["match", "unknown", "uncertain"] | None = Field(
+        default=None,
+        description="match: a known class at or above the accept probability; unknown: none "
+        "of the model's classes (unknown_score above the card's threshold); uncertain: neither",
+    )
+    unknown_score: float | None = Field(
+        default=None, description="higher = less like anything the model was trained on"
+    )
     predictions: list[Prediction] | None = None
     error: ErrorBody | None = None
+
+
+class DecisionRule(BaseModel):
+    """The thresholds this response's decisions used."""
+
+    accept_probability: float = Field(description="the card's, or the request's min_probability")
+    unknown_threshold: float
+    open_set_method: str
 
 
 class ClassifyResponse(BaseModel):
     """One result per uploaded image, in upload order."""
 
     model: ModelRef
+    calibrated: bool = Field(description="scores are calibrated and results carry decisions")
+    decision_rule: DecisionRule | None = None
     results: list[ClassificationResult]
 
 
@@ -78,6 +100,7 @@ class DetectionResult(BaseModel):
 
     index: int
     filename: str | None
+    image_sha256: str | None = Field(default=None, description="sha256 of the uploaded bytes")
     width: int | None = None
     height: int | None = None
     detections: list[DetectedObjectPublic] | None = None
@@ -99,6 +122,9 @@ class ModelDescription(BaseModel):
     sha256: str
     device: str
     max_batch_size: int
+    calibrated: bool = Field(
+        description="false: scores are plain softmax and /classify gives no decisions"
+    )
 
 
 class ModelsResponse(BaseModel):

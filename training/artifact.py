@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from app.imaging import decode_image
 from app.runtime.card import ModelCard
+from app.runtime.inference import split_outputs
 from app.runtime.loader import LoadedModel, load_model
 from app.runtime.preprocessing import draft_size, preprocess_image
 from training.data import LabeledImages, load_split
@@ -41,6 +42,15 @@ class UploadedImages(Dataset[tuple[torch.Tensor, int]]):
         return preprocess_image(decoded.image, self.spec), self.targets[index]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outputs:
+    """A model's outputs on a set of images, as the service computes them."""
+
+    logits: torch.Tensor  # [N, C] float
+    embeddings: torch.Tensor | None  # [N, D], L2-normalised; None when the model has none
+    targets: torch.Tensor  # [N] class ids in the card's order; -1 for unknown images
+
+
 @dataclass(frozen=True)
 class ArtifactEvaluation:
     """An exported model's metrics on one split of a data source."""
@@ -49,6 +59,7 @@ class ArtifactEvaluation:
     source: str
     split: str
     metrics: ClassificationMetrics
+    outputs: Outputs
 
 
 def evaluate_artifact(
@@ -61,27 +72,59 @@ def evaluate_artifact(
     progress: bool = True,
 ) -> ArtifactEvaluation:
     """Load `model_dir` like the service and score it on `source`'s `split`."""
-    loaded = load_model(model_dir, torch.device("cpu"))
-    card = loaded.card
-    if card.task != "classify":
-        raise ValueError(f"{model_dir} is a {card.task} model; evaluate handles classifiers")
+    loaded = load_classifier(model_dir)
     classes, images = load_split(source, split, workers)
-    targets = _card_targets(classes, images.targets, card)
-    loader = DataLoader(UploadedImages(images, targets, card), batch_size, num_workers=workers)
-    labels = card.labels
+    targets = card_targets(classes, images.targets, loaded.card)
+    outputs = model_outputs(
+        loaded, images, targets, batch_size=batch_size, workers=workers, progress=progress
+    )
+    labels = loaded.card.labels
     confusion = torch.zeros(len(labels), len(labels), dtype=torch.int64)
-    topk, loss_sum = 0, 0.0
+    topk = update_tally(confusion, outputs.logits, outputs.targets, k=5)
+    loss = torch.nn.functional.cross_entropy(outputs.logits, outputs.targets, reduction="sum")
+    metrics = compute_metrics(Tally(confusion, topk, loss.item()), labels)
+    return ArtifactEvaluation(loaded, source, split, metrics, outputs)
+
+
+def load_classifier(model_dir: Path) -> LoadedModel:
+    """A model folder loaded like the service loads it (hash and card checked), on the CPU."""
+    loaded = load_model(model_dir, torch.device("cpu"))
+    if loaded.card.task != "classify":
+        raise DatasetError(f"{model_dir} is a {loaded.card.task} model; this needs a classifier")
+    return loaded
+
+
+def model_outputs(
+    loaded: LoadedModel,
+    images: LabeledImages,
+    targets: list[int],
+    *,
+    batch_size: int = 256,
+    workers: int = 2,
+    progress: bool = True,
+    description: str = "evaluate",
+) -> Outputs:
+    """Logits (and embeddings) for every image, each decoded as an uploaded file."""
+    dataset = UploadedImages(images, targets, loaded.card)
+    loader = DataLoader(dataset, batch_size, num_workers=workers)
+    logits, embeddings, seen = [], [], []
     with torch.inference_mode():
-        for pixels, batch_targets in tqdm(loader, desc="evaluate", disable=not progress):
-            logits = loaded.module(pixels).float()
-            loss = torch.nn.functional.cross_entropy(logits, batch_targets, reduction="sum")
-            loss_sum += loss.item()
-            topk += update_tally(confusion, logits, batch_targets, k=5)
-    metrics = compute_metrics(Tally(confusion, topk, loss_sum), labels)
-    return ArtifactEvaluation(loaded, source, split, metrics)
+        for pixels, batch_targets in tqdm(loader, desc=description, disable=not progress):
+            batch_logits, batch_embeddings = split_outputs(
+                loaded.module(pixels), loaded.card, len(pixels)
+            )
+            logits.append(batch_logits.float())
+            seen.append(batch_targets)
+            if batch_embeddings is not None:
+                embeddings.append(batch_embeddings.float())
+    return Outputs(
+        logits=torch.cat(logits),
+        embeddings=torch.cat(embeddings) if embeddings else None,
+        targets=torch.cat(seen),
+    )
 
 
-def _card_targets(classes: tuple[str, ...], targets: list[int], card: ModelCard) -> list[int]:
+def card_targets(classes: tuple[str, ...], targets: list[int], card: ModelCard) -> list[int]:
     """Map the data's class indices onto the card's, by name."""
     index = {label: i for i, label in enumerate(card.labels)}
     unknown = sorted(set(classes) - set(index))

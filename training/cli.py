@@ -1,4 +1,4 @@
-"""Command line: python -m training {train,evaluate,check,export,offline-weights}."""
+"""Command line: python -m training {train,calibrate,evaluate,check,export,offline-weights}."""
 
 import argparse
 import dataclasses
@@ -13,11 +13,20 @@ from typing import Any
 import torch.distributed
 
 from app.runtime.card import ModelCard
-from training.artifact import evaluate_artifact
+from training.artifact import evaluate_artifact, load_classifier
+from training.calibrate import (
+    DEFAULT_REFERENCES,
+    CalibrationRun,
+    calibrate,
+    held_out_from_source,
+    unknown_from_source,
+)
+from training.calibration import DecisionGoals
 from training.checkpoint import load_checkpoint
 from training.config import ConfigError, TrainConfig
 from training.data import load_data
 from training.datacheck import DatasetError, format_report
+from training.decision_report import evaluate_decisions, format_decisions, unknown_outputs
 from training.detection.cli import (
     add_detection_options,
     check_detection,
@@ -29,15 +38,23 @@ from training.detection.cli import (
 from training.detection.data import is_coco_source
 from training.export import export_model
 from training.metrics import format_metrics
-from training.models import build_classifier, framework_versions, model_names
-from training.modules import NormalizedClassifier
+from training.models import (
+    build_classifier,
+    framework_versions,
+    last_linear_name,
+    model_names,
+)
+from training.modules import EmbeddingClassifier, NormalizedClassifier
 from training.offline_weights import install_offline_weights
 from training.trainer import train
 
 logger = logging.getLogger(__name__)
 
 # Options a resumed run may change; everything else comes from the checkpoint.
-_RESUME_OVERRIDES = ("epochs", "patience", "workers", "device", "threads", "progress", "export")
+_RESUME_OVERRIDES = (
+    "epochs", "patience", "workers", "device", "threads", "progress", "export",
+    "calibrate", "target_tpr", "match_precision", "unknown",
+)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,21 +62,26 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     arguments = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(arguments)
+    commands = {
+        "offline-weights": _offline_weights,
+        "evaluate": _evaluate,
+        "calibrate": _calibrate,
+        "check": _check,
+        "export": _export,
+    }
     try:
-        if args.command == "offline-weights":
-            for path in install_offline_weights():
-                print(path)
-            return 0
         if args.command == "train":
             return _train(args, arguments)
-        if args.command == "evaluate":
-            return _evaluate(args)
-        if args.command == "check":
-            return _check(args)
-        return _export(args)
+        return commands[args.command](args)
     except (DatasetError, ConfigError, FileNotFoundError) as error:
         logger.error("%s", error)
         return 2
+
+
+def _offline_weights(_: argparse.Namespace) -> int:
+    for path in install_offline_weights():
+        print(path)
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,6 +96,17 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--workers", type=int, default=2)
     evaluate.add_argument("--json", type=Path, help="also write the metrics here")
+    evaluate.add_argument(
+        "--unknown",
+        action="append",
+        default=[],
+        help="images of none of the classes (DIR or builtin:digits|nature-photos|objects); "
+        "repeat for several sets; adds open-set figures",
+    )
+    evaluate.add_argument(
+        "--report", type=Path, help="folder for the plots (default runs/evaluate/<model>)"
+    )
+    _add_calibrate(commands.add_parser("calibrate", help="fit a classifier's decisions"))
     check = commands.add_parser("check", help="run the dataset check only")
     check.add_argument("--data", required=True, help="ImageFolder or COCO DIR, or builtin:NAME")
     check.add_argument("--val-fraction", type=float, default=0.1)
@@ -122,8 +155,28 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     add("--threads", type=int, default=defaults.threads, help="torch threads; 0 = default")
     add("--seed", type=int, default=defaults.seed)
     add("--deterministic", action="store_true", help="deterministic kernels (slower)")
+    add("--no-calibrate", dest="calibrate", action="store_false", help="export without decisions")
+    add("--target-tpr", type=float, default=defaults.target_tpr, help="calibration: known kept")
+    add("--match-precision", type=float, default=defaults.match_precision)
+    add("--unknown", help="calibration: images of none of the classes (DIR or builtin:NAME)")
     add("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_detection_options(parser)
+
+
+def _add_calibrate(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--model", type=Path, required=True, help="models/<name> (rewritten with calibration)")
+    add("--data", required=True, help="the model's data: ImageFolder DIR or builtin:NAME")
+    add("--split", default="val", help="held-out split to fit on: val (default) or test")
+    add("--unknown", help="images of none of the classes: DIR or builtin:NAME")
+    add("--target-tpr", type=float, default=0.95, help="share of known images kept")
+    add("--match-precision", type=float, default=0.98, help="accuracy of `match` decisions")
+    add("--method", choices=["auto", "msp", "energy", "knn"], default="auto")
+    add("--k", type=int, help="knn: the neighbour to measure (default: compare 1, 10, 50)")
+    add("--references", type=int, default=DEFAULT_REFERENCES, help="knn: training images")
+    add("--batch-size", type=int, default=256)
+    add("--workers", type=int, default=2)
+    add("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
 def _add_export(parser: argparse.ArgumentParser) -> None:
@@ -172,9 +225,45 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     title = f"{result.model.card.name} ({result.model.sha256[:12]}) on {args.data} {result.split}"
     print(format_metrics(result.metrics, title))
+    report_dir = args.report or Path("runs") / "evaluate" / result.model.card.name
+    report_dir.mkdir(parents=True, exist_ok=True)
+    unknowns = {
+        source: unknown_outputs(result.model, source, args.batch_size, args.workers)
+        for source in args.unknown
+    }
+    decisions = evaluate_decisions(result, unknowns, report_dir)
+    print(format_decisions(decisions))
     if args.json is not None:
         payload: dict[str, Any] = {"model": result.model.card.name, "sha256": result.model.sha256}
-        args.json.write_text(json.dumps(payload | result.metrics.to_dict(), indent=2) + "\n")
+        payload |= result.metrics.to_dict() | {"decisions": decisions}
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    card = load_classifier(args.model).card
+    classes, held_out, train, name = held_out_from_source(card, args.data, args.split, args.workers)
+    unknown, unknown_name = unknown_from_source(args.unknown, args.workers)
+    run = CalibrationRun(
+        model_dir=args.model,
+        classes=classes,
+        held_out=held_out,
+        held_out_name=name,
+        train=train,
+        unknown=unknown,
+        unknown_name=unknown_name,
+        goals=DecisionGoals(
+            target_tpr=args.target_tpr,
+            match_precision=args.match_precision,
+            method=None if args.method == "auto" else args.method,
+            k=args.k,
+        ),
+        references=args.references,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=args.progress,
+    )
+    calibrate(run)
     return 0
 
 
@@ -198,7 +287,8 @@ def _export(args: argparse.Namespace) -> int:
     normalization = built.input.normalization
     if normalization is None:
         raise ValueError("a classifier needs mean/std to export")
-    module = NormalizedClassifier(built.model, normalization.mean, normalization.std)
+    classifier = NormalizedClassifier(built.model, normalization.mean, normalization.std)
+    module = EmbeddingClassifier(classifier, last_linear_name(built.model))
     card = ModelCard(
         name=args.name,
         version=args.model_version,
@@ -209,6 +299,8 @@ def _export(args: argparse.Namespace) -> int:
         input=built.input,
         metrics=built.metrics,
         training={"weights": built.weights_source},
+        outputs=("logits", "embedding"),
+        embedding_dim=module.embedding_dim,
     )
     directory = export_model(module, card, args.out)
     logger.info("wrote %s", directory)

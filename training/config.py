@@ -114,6 +114,11 @@ class TrainConfig(RunConfig):
     # Machine
     channels_last: Switch = "auto"
     deterministic: bool = False
+    # Decisions, fitted on the validation split after export (training/calibrate.py)
+    calibrate: bool = True
+    target_tpr: float = 0.95
+    match_precision: float = 0.98
+    unknown: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -124,6 +129,8 @@ class TrainConfig(RunConfig):
         _require(0 <= self.random_erasing <= 1, "random_erasing is a probability")
         _require(self.max_per_class is None or self.max_per_class >= 1, "max_per_class >= 1")
         _require(self.image_size is None or self.image_size >= 8, "image_size must be >= 8")
+        _require(0 < self.target_tpr <= 1, "target_tpr must be in (0, 1]")
+        _require(0 < self.match_precision <= 1, "match_precision must be in (0, 1]")
 
 
 def _require(condition: bool, message: str) -> None:

@@ -15,7 +15,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from app.runtime.card import CARD_FILENAME, MODEL_FILENAME, ModelCard, parse_card, stored_card_json
+from app.runtime.card import (
+    CARD_FILENAME,
+    MODEL_FILENAME,
+    REFERENCE_FILENAME,
+    ModelCard,
+    parse_card,
+    stored_card_json,
+)
+from app.runtime.inference import split_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +56,26 @@ def export_model(
     return _write(archive, card, store / card.name)
 
 
+def rewrite_archive(
+    module: torch.jit.ScriptModule,
+    card: ModelCard,
+    store: Path,
+    *,
+    references: torch.Tensor | None = None,
+) -> Path:
+    """Save an already exported module again under a new card (e.g. with calibration added).
+
+    The module's graph and weights are unchanged; the archive is rewritten because the card
+    (and the open-set reference embeddings) live inside it. The reloaded archive must give the
+    module's outputs and carry exactly the new card and references.
+    """
+    extra = {} if references is None else {REFERENCE_FILENAME: _tensor_bytes(references.half())}
+    archive = _serialize(module, card, extra)
+    reloaded = _reload(archive, card, references)
+    check_parity(module, reloaded, card, atol=0.0)
+    return _write(archive, card, store / card.name)
+
+
 def parity_inputs(card: ModelCard) -> torch.Tensor | list[torch.Tensor]:
     """Fixed uint8 images shaped as the card's input, from a seeded generator.
 
@@ -74,9 +102,13 @@ def check_parity(
         return
     inputs = parity_inputs(card)
     with torch.inference_mode():
-        expected = eager(inputs)
-        actual = scripted(inputs)
-    difference = _max_difference(expected, actual)
+        expected = split_outputs(eager(inputs), card, len(inputs))
+        actual = split_outputs(scripted(inputs), card, len(inputs))
+    difference = max(
+        _max_difference(want, got)
+        for want, got in zip(expected, actual, strict=True)
+        if want is not None and got is not None
+    )
     if difference > atol:
         raise ExportError(f"scripted outputs differ from eager by {difference:.3g} > {atol}")
     logger.info("export parity: max |eager - scripted| = %.3g", difference)
@@ -182,22 +214,42 @@ def _script(module: nn.Module, freeze: bool) -> torch.jit.ScriptModule:
         return torch.jit.freeze(scripted) if freeze else scripted
 
 
-def _serialize(scripted: torch.jit.ScriptModule, card: ModelCard) -> bytes:
+def _serialize(
+    scripted: torch.jit.ScriptModule, card: ModelCard, extra: dict[str, bytes] | None = None
+) -> bytes:
     buffer = io.BytesIO()
+    files: dict[str, str | bytes] = {CARD_FILENAME: card.to_json(), **(extra or {})}
     with _jit_notices_silenced():
-        torch.jit.save(scripted, buffer, _extra_files={CARD_FILENAME: card.to_json()})
+        torch.jit.save(scripted, buffer, _extra_files=files)
     return buffer.getvalue()
 
 
-def _reload(archive: bytes, card: ModelCard) -> torch.jit.ScriptModule:
-    extra_files = {CARD_FILENAME: ""}
+def _reload(
+    archive: bytes, card: ModelCard, references: torch.Tensor | None = None
+) -> torch.jit.ScriptModule:
+    extra_files: dict[str, str | bytes] = {CARD_FILENAME: "", REFERENCE_FILENAME: ""}
     with _jit_notices_silenced():
         reloaded: torch.jit.ScriptModule = torch.jit.load(  # type: ignore[no-untyped-call]
             io.BytesIO(archive), map_location="cpu", _extra_files=extra_files
         )
     if parse_card(extra_files[CARD_FILENAME]) != card:
         raise ExportError("the card read back from the archive differs from the one written")
+    stored = extra_files[REFERENCE_FILENAME]
+    if references is not None and not torch.equal(_tensor_from(stored).float(), references):
+        raise ExportError("the reference embeddings read back differ from the ones written")
     return reloaded
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(tensor.detach().cpu().contiguous(), buffer)
+    return buffer.getvalue()
+
+
+def _tensor_from(data: str | bytes) -> torch.Tensor:
+    raw = data.encode() if isinstance(data, str) else data
+    tensor: torch.Tensor = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    return tensor
 
 
 def _write(archive: bytes, card: ModelCard, directory: Path) -> Path:

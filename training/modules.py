@@ -1,5 +1,7 @@
 """Scriptable wrappers that put input conversion inside the exported model."""
 
+import copy
+
 import torch
 from torch import nn
 
@@ -26,6 +28,42 @@ class NormalizedClassifier(nn.Module):
         pixels = images.float() * self.scale + self.shift
         logits: torch.Tensor = self.backbone(pixels)
         return logits
+
+
+class EmbeddingClassifier(nn.Module):
+    """uint8 NCHW -> (logits, L2-normalised pooled penultimate features).
+
+    Built from a trained NormalizedClassifier at export: the head (the last linear layer) is
+    taken out of the backbone, so the features it reads come back as the embedding that the
+    open-set score and reference galleries use. The logits are the classifier's, unchanged.
+    """
+
+    scale: torch.Tensor
+    shift: torch.Tensor
+
+    def __init__(self, classifier: NormalizedClassifier, head: str) -> None:
+        super().__init__()
+        features = copy.deepcopy(classifier.backbone)
+        linear = features.get_submodule(head)
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"the head {head!r} is a {type(linear).__name__}, not nn.Linear")
+        features.set_submodule(head, nn.Identity())
+        self.features = features
+        self.head = linear
+        self.register_buffer("scale", classifier.scale.clone())
+        self.register_buffer("shift", classifier.shift.clone())
+
+    @property
+    def embedding_dim(self) -> int:
+        """Length of the embedding."""
+        return self.head.in_features
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and embeddings for a batch of uint8 images."""
+        pixels = images.float() * self.scale + self.shift
+        pooled: torch.Tensor = self.features(pixels)
+        logits: torch.Tensor = self.head(pooled)
+        return logits, nn.functional.normalize(pooled, dim=1)
 
 
 class ResidualBlock(nn.Module):

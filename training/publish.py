@@ -19,7 +19,7 @@ from training.engine import Mistake
 from training.export import export_model
 from training.metrics import ClassificationMetrics
 from training.models import framework_versions
-from training.modules import NormalizedClassifier
+from training.modules import EmbeddingClassifier, NormalizedClassifier
 from training.report import (
     CONFUSION_PNG,
     CURVES_PNG,
@@ -75,9 +75,12 @@ def write_outputs(outcome: Outcome, mistakes: list[Mistake], run_dir: Path) -> N
     plot_misclassified(pictures, captions, run_dir / MISCLASSIFIED_PNG, f"misclassified: {title}")
 
 
-def export_outcome(outcome: Outcome, model: NormalizedClassifier, run_dir: Path) -> Path:
-    """Export the model with its card to the store and copy the run's report beside it."""
+def export_outcome(outcome: Outcome, model: NormalizedClassifier, head: str, run_dir: Path) -> Path:
+    """Export the model (logits and embedding) with its card; copy the run's report beside it."""
     config = outcome.config
+    module = EmbeddingClassifier(
+        model.cpu().float().to(memory_format=torch.contiguous_format), head
+    ).eval()
     source = f"visionserve training run {run_dir.name}"
     card = ModelCard(
         name=config.model_name,
@@ -92,8 +95,9 @@ def export_outcome(outcome: Outcome, model: NormalizedClassifier, run_dir: Path)
             outcome.best_val.to_evaluation(outcome.data.dataset, "val", source),
         ),
         training=outcome.training,
+        outputs=("logits", "embedding"),
+        embedding_dim=module.embedding_dim,
     )
-    module = model.cpu().float().to(memory_format=torch.contiguous_format).eval()
     directory = export_model(module, card, config.store)
     for name in REPORT_FILES:
         shutil.copyfile(run_dir / name, directory / name)

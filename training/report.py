@@ -62,7 +62,7 @@ def plot_confusion(metrics: ClassificationMetrics, path: Path, title: str) -> No
                 colour = "white" if value > 0.5 else "black"
                 axes.text(column, row, f"{value:.2f}", ha="center", va="center",
                           fontsize=7, color=colour)  # fmt: skip
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_curves(history: Sequence[dict[str, float]], path: Path) -> None:
@@ -84,7 +84,7 @@ def plot_curves(history: Sequence[dict[str, float]], path: Path) -> None:
         axes.grid(alpha=0.3)
     loss_axes.legend()
     accuracy_axes.legend()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_misclassified(
@@ -110,10 +110,11 @@ def plot_misclassified(
         axes.axis("off")
     if not images:
         figure.text(0.5, 0.5, "no misclassified images", ha="center")
-    _save(figure, path)
+    save_figure(figure, path)
 
 
-def _save(figure: Figure, path: Path) -> None:
+def save_figure(figure: Figure, path: Path) -> None:
+    """Lay out and write a figure as PNG (Agg, no display)."""
     FigureCanvasAgg(figure)
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -15,6 +15,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from app.runtime.card import InputSpec
+from training.calibrate import CalibrationRun, calibrate, unknown_from_source
+from training.calibration import DecisionGoals
 from training.checkpoint import (
     BEST,
     LAST,
@@ -25,7 +27,7 @@ from training.checkpoint import (
 )
 from training.config import TrainConfig
 from training.data import DataSplits, load_data
-from training.datacheck import DatasetReport, format_report
+from training.datacheck import DatasetError, DatasetReport, format_report
 from training.distributed import (
     DistContext,
     barrier,
@@ -302,9 +304,35 @@ def _finish(run: Run, command: str, total_s: float) -> RunResult:
         write_outputs(outcome, mistakes, run.run_dir)
         logger.info("%s", format_metrics(final, f"best epoch on {split}"))
         if run.config.export:
-            model_dir = export_outcome(outcome, copy.deepcopy(run.model), run.run_dir)
+            model_dir = export_outcome(outcome, copy.deepcopy(run.model), run.head, run.run_dir)
+            _calibrate(run, model_dir)
     barrier()
     return RunResult(run.run_dir, model_dir, split, final, run.state)
+
+
+def _calibrate(run: Run, model_dir: Path) -> None:
+    """Fit the exported model's decisions on the validation split (README "Decisions")."""
+    config = run.config
+    if not config.calibrate:
+        logger.info("not calibrated (--no-calibrate): %s answers without decisions", model_dir)
+        return
+    unknown, unknown_name = unknown_from_source(config.unknown, config.workers or 2)
+    calibration = CalibrationRun(
+        model_dir=model_dir,
+        classes=run.data.classes,
+        held_out=run.data.val,
+        held_out_name=f"{run.data.dataset} val ({len(run.data.val)} images)",
+        train=run.data.train,
+        unknown=unknown,
+        unknown_name=unknown_name,
+        goals=DecisionGoals(target_tpr=config.target_tpr, match_precision=config.match_precision),
+        workers=config.workers,
+        progress=config.progress,
+    )
+    try:
+        calibrate(calibration)
+    except DatasetError as error:
+        logger.warning("%s is not calibrated and answers without decisions: %s", model_dir, error)
 
 
 def _training_record(run: Run, command: str, total_s: float) -> dict[str, object]:

@@ -25,12 +25,22 @@ async def classify(
     uploads: UploadsDep,
     state: StateDep,
     top_k: Annotated[int, Query(ge=1, le=100, description="Classes per image.")] = 5,
+    min_probability: Annotated[
+        float | None,
+        Query(
+            ge=0.0,
+            le=1.0,
+            description="Accept threshold for `decision: match` on this request "
+            "(default: the card's); calibrated models only.",
+        ),
+    ] = None,
 ) -> ClassifyResponse:
     """Classify one or more images (multipart `image` fields, or a raw image/* body)."""
     return await classify_uploads(
         uploads,
         served,
         top_k=top_k,
+        min_probability=min_probability,
         preparer=state.preparer,
         timeout_s=state.settings.request_timeout_s,
         metrics=state.metrics,

@@ -34,4 +34,5 @@ def _describe(served: ServedModel) -> ModelDescription:
         sha256=served.loaded.sha256,
         device=str(served.loaded.device),
         max_batch_size=served.batcher.policy.max_batch_size,
+        calibrated=served.card.calibration is not None,
     )

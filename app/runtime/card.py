@@ -9,9 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 CARD_VERSION: Literal[1] = 1
 CARD_FILENAME = "card.json"
 MODEL_FILENAME = "model.pt"
+# The open-set reference embeddings (kNN method), a tensor file inside the archive.
+REFERENCE_FILENAME = "openset_references.pt"
 
 Task = Literal["classify", "detect"]
 Interpolation = Literal["nearest", "bilinear", "bicubic"]
+# What a classifier's forward returns, in order: logits [N, C] alone (a plain tensor), or a
+# tuple that adds the L2-normalised pooled penultimate features [N, D] ("embedding").
+ClassifierOutput = Literal["logits", "embedding"]
+OpenSetMethod = Literal["msp", "energy", "knn"]
 
 
 class _Strict(BaseModel):
@@ -83,6 +89,45 @@ class DetectionSpec(_Strict):
     box_coordinates: Literal["input", "original"] = "input"
 
 
+class OpenSetSpec(_Strict):
+    """How `unknown_score` is computed and where "none of my classes" begins.
+
+    An image is `unknown` when its score is above `threshold`. The rates are measured on the
+    data named here: `tpr_known` is the share of held-out known images not called unknown,
+    `fpr_unknown` the share of unknown images not called unknown (lower is better).
+    """
+
+    method: OpenSetMethod
+    threshold: float
+    k: int | None = Field(
+        default=None, ge=1, description="knn: the neighbour whose distance counts"
+    )
+    references: int | None = Field(default=None, ge=1, description="knn: stored embeddings")
+    target_tpr: float = Field(gt=0.0, le=1.0)
+    known_data: str
+    unknown_data: str | None = Field(description="None: chosen on known data only")
+    tpr_known: float
+    fpr_unknown: float | None = None
+    auroc: float | None = None
+    compared: dict[str, float] = Field(
+        default_factory=dict, description="AUROC of every method tried on the unknown data"
+    )
+    note: str = ""
+
+
+class CalibrationSpec(_Strict):
+    """Temperature scaling and the decision thresholds, fitted on held-out data."""
+
+    temperature: float = Field(gt=0.0)
+    data: str = Field(description="the held-out data it was fitted on")
+    images: int = Field(ge=1)
+    ece_before: float
+    ece_after: float
+    accept_probability: float = Field(ge=0.0, le=1.0)
+    accept_rule: str
+    open_set: OpenSetSpec
+
+
 class ModelCard(_Strict):
     """Self-description embedded in model.pt and written beside it as card.json."""
 
@@ -98,15 +143,35 @@ class ModelCard(_Strict):
     metrics: tuple[Evaluation, ...] = ()
     detection: DetectionSpec | None = None
     training: dict[str, Any] | None = None
+    outputs: tuple[ClassifierOutput, ...] = ("logits",)
+    embedding_dim: int | None = Field(default=None, ge=1)
+    calibration: CalibrationSpec | None = None
 
     @model_validator(mode="after")
     def _task_fields_agree(self) -> "ModelCard":
         if (self.task == "detect") != (self.detection is not None):
             raise ValueError("`detection` is required for detectors and forbidden otherwise")
+        self._check_outputs()
         fixed_size = self.input.crop_size is not None or self.input.resize_mode == "stretch"
         if self.task == "classify" and not fixed_size:
             raise ValueError("classifiers batch images, so `input` must give a fixed size")
         return self
+
+    def _check_outputs(self) -> None:
+        if self.outputs not in (("logits",), ("logits", "embedding")):
+            raise ValueError("`outputs` must be ['logits'] or ['logits', 'embedding']")
+        if self.task != "classify" and (self.outputs != ("logits",) or self.calibration):
+            raise ValueError("`outputs` and `calibration` describe classifiers only")
+        if self.embeds != (self.embedding_dim is not None):
+            raise ValueError("`embedding_dim` is given exactly when `outputs` has 'embedding'")
+        open_set = self.calibration.open_set if self.calibration else None
+        if open_set and open_set.method == "knn" and not (self.embeds and open_set.references):
+            raise ValueError("the knn open-set method needs the embedding output and references")
+
+    @property
+    def embeds(self) -> bool:
+        """Whether the model returns an embedding next to its logits."""
+        return "embedding" in self.outputs
 
     def to_json(self) -> str:
         """Canonical JSON, as embedded in the archive."""

@@ -2,10 +2,13 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from app.runtime.card import ModelCard
 from app.runtime.loader import LoadedModel
+from app.runtime.openset import OpenSetScorer, calibrated_probabilities, scorer_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,31 +22,67 @@ class ClassifyInput:
 RankedClasses = list[tuple[int, float]]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClassifiedImage:
+    """One image's classes, best first, with (calibrated) probabilities and its unknown score."""
+
+    ranking: RankedClasses
+    unknown_score: float | None  # None for a model without calibration
+
+
+def split_outputs(
+    output: Any, card: ModelCard, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(logits [N, C], embeddings [N, D] or None) from a classifier's forward, shape-checked."""
+    logits, embeddings = (output[0], output[1]) if card.embeds else (output, None)
+    expected = (batch_size, len(card.labels))
+    if not isinstance(logits, torch.Tensor) or logits.shape != expected:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits)
+        raise RuntimeError(f"model {card.name!r} returned logits {shape}; expected {expected}")
+    if embeddings is not None and embeddings.shape != (batch_size, card.embedding_dim):
+        raise RuntimeError(
+            f"model {card.name!r} returned embeddings {tuple(embeddings.shape)}; "
+            f"expected ({batch_size}, {card.embedding_dim})"
+        )
+    return logits, embeddings
+
+
 def make_classify_runner(
     model: LoadedModel,
-) -> Callable[[list[ClassifyInput]], list[RankedClasses]]:
-    """A batch function: stack, one forward pass, softmax, top-k per item."""
-    num_labels = len(model.card.labels)
+) -> Callable[[list[ClassifyInput]], list[ClassifiedImage]]:
+    """A batch function: stack, one forward pass, calibrated softmax, top-k, unknown scores."""
+    card = model.card
+    num_labels = len(card.labels)
     to_device = make_device_transfer(model.device)
+    temperature = card.calibration.temperature if card.calibration else 1.0
+    scorer = scorer_for(card.calibration, model.references) if card.calibration else None
 
-    def run(items: list[ClassifyInput]) -> list[RankedClasses]:
+    def run(items: list[ClassifyInput]) -> list[ClassifiedImage]:
         batch = to_device(torch.stack([item.pixels for item in items]))
         with torch.inference_mode():
-            logits = model.module(batch)
-            if logits.shape != (len(items), num_labels):
-                raise RuntimeError(
-                    f"model {model.card.name!r} returned {tuple(logits.shape)} for "
-                    f"{len(items)} images; expected ({len(items)}, {num_labels})"
-                )
+            logits, embeddings = split_outputs(model.module(batch), card, len(items))
             k = min(max(item.top_k for item in items), num_labels)
-            scores, class_ids = logits.float().softmax(dim=1).topk(k, dim=1)
+            scores, class_ids = calibrated_probabilities(logits, temperature).topk(k, dim=1)
+            unknown = _unknown_scores(scorer, logits, embeddings)
         score_rows, id_rows = scores.cpu().tolist(), class_ids.cpu().tolist()
         return [
-            list(zip(ids[: item.top_k], row[: item.top_k], strict=True))
-            for item, ids, row in zip(items, id_rows, score_rows, strict=True)
+            ClassifiedImage(
+                ranking=list(zip(ids[: item.top_k], row[: item.top_k], strict=True)),
+                unknown_score=None if unknown is None else unknown[index],
+            )
+            for index, (item, ids, row) in enumerate(zip(items, id_rows, score_rows, strict=True))
         ]
 
     return run
+
+
+def _unknown_scores(
+    scorer: OpenSetScorer | None, logits: torch.Tensor, embeddings: torch.Tensor | None
+) -> list[float] | None:
+    if scorer is None:
+        return None
+    scores: list[float] = scorer(logits, embeddings).cpu().tolist()
+    return scores
 
 
 def make_device_transfer(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:

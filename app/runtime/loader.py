@@ -15,6 +15,7 @@ from app.errors import ModelLoadError
 from app.runtime.card import (
     CARD_FILENAME,
     MODEL_FILENAME,
+    REFERENCE_FILENAME,
     ModelCard,
     StoredCard,
     parse_card,
@@ -32,6 +33,8 @@ class LoadedModel:
     module: torch.jit.ScriptModule
     sha256: str
     device: torch.device
+    # The open-set reference embeddings [M, D] on the device (kNN method), else None.
+    references: torch.Tensor | None = None
 
 
 def load_model(directory: Path, device: torch.device) -> LoadedModel:
@@ -48,7 +51,7 @@ def load_model(directory: Path, device: torch.device) -> LoadedModel:
             f"{model_path}: sha256 is {sha256} but {CARD_FILENAME} says {stored.sha256}; "
             "the archive was modified or replaced after export"
         )
-    module, embedded = _load_archive(model_path, archive, device)
+    module, embedded, references = _load_archive(model_path, archive, device)
     if stored is not None:
         _check_cards_agree(directory, stored, embedded)
     else:
@@ -59,7 +62,9 @@ def load_model(directory: Path, device: torch.device) -> LoadedModel:
         raise ModelLoadError(
             f"{directory}: the folder name must equal the card's name {embedded.name!r}"
         )
-    return LoadedModel(card=embedded, module=module, sha256=sha256, device=device)
+    return LoadedModel(
+        card=embedded, module=module, sha256=sha256, device=device, references=references
+    )
 
 
 def discover_model_dirs(model_dir: Path) -> list[Path]:
@@ -81,8 +86,8 @@ def _read_stored_card(directory: Path) -> StoredCard | None:
 
 def _load_archive(
     model_path: Path, archive: bytes, device: torch.device
-) -> tuple[torch.jit.ScriptModule, ModelCard]:
-    extra_files = {CARD_FILENAME: ""}
+) -> tuple[torch.jit.ScriptModule, ModelCard, torch.Tensor | None]:
+    extra_files = {CARD_FILENAME: "", REFERENCE_FILENAME: ""}
     try:
         with warnings.catch_warnings():
             # TorchScript is the artifact format DESIGN.md chose; its deprecation notice is known.
@@ -101,7 +106,29 @@ def _load_archive(
     except ValidationError as error:
         raise ModelLoadError(f"{model_path}: the embedded card is invalid: {error}") from error
     module.eval()
-    return module, card
+    return module, card, _references(model_path, card, extra_files[REFERENCE_FILENAME], device)
+
+
+def _references(
+    model_path: Path, card: ModelCard, data: str | bytes, device: torch.device
+) -> torch.Tensor | None:
+    """The kNN reference embeddings the card's open-set method needs, checked against the card."""
+    open_set = card.calibration.open_set if card.calibration else None
+    if open_set is None or open_set.method != "knn":
+        return None
+    if not data:
+        raise ModelLoadError(f"{model_path}: the card's knn method needs {REFERENCE_FILENAME}")
+    raw = data.encode() if isinstance(data, str) else data
+    try:
+        references = torch.load(io.BytesIO(raw), map_location=device, weights_only=True)
+    except Exception as error:  # torch.load raises several types on corrupt input
+        raise ModelLoadError(
+            f"{model_path}: {REFERENCE_FILENAME} is unreadable: {error}"
+        ) from error
+    expected = (open_set.references, card.embedding_dim)
+    if not isinstance(references, torch.Tensor) or tuple(references.shape) != expected:
+        raise ModelLoadError(f"{model_path}: {REFERENCE_FILENAME} is not a {expected} tensor")
+    return references.float()
 
 
 def _check_cards_agree(directory: Path, stored: StoredCard, embedded: ModelCard) -> None:

@@ -22,6 +22,8 @@ from collections.abc import Callable
 
 import torch
 
+from app.runtime.card import ModelCard
+from app.runtime.inference import split_outputs
 from app.runtime.loader import LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ def optimize_for_cpu(
             # TorchScript is the artifact format DESIGN.md chose; its deprecation notice is known.
             warnings.simplefilter("ignore", FutureWarning)
             optimized = torch.jit.optimize_for_inference(_independent_copy(loaded.module))
-        problem = _disagreement(loaded.module, optimized, probe)
+        problem = _disagreement(loaded.module, optimized, probe, loaded.card)
     except Exception as error:  # a pass that cannot handle this model must not stop serving
         problem = f"the pass failed: {error}"
     if problem:
@@ -98,17 +100,24 @@ def _probe_batch(loaded: LoadedModel) -> torch.Tensor:
 
 
 def _disagreement(
-    original: torch.jit.ScriptModule, optimized: torch.jit.ScriptModule, probe: torch.Tensor
+    original: torch.jit.ScriptModule,
+    optimized: torch.jit.ScriptModule,
+    probe: torch.Tensor,
+    card: ModelCard,
 ) -> str | None:
     """Why the optimised module cannot stand in for the original, or None when it can."""
     with torch.inference_mode():
-        expected = original(probe).float()
-        actual = optimized(probe).float()
-    if actual.shape != expected.shape:
-        return f"output shape {tuple(actual.shape)} instead of {tuple(expected.shape)}"
-    gap = (actual - expected).abs().max().item()
-    if gap > _RELATIVE_TOLERANCE * max(1.0, expected.abs().max().item()):
-        return f"logits differ by {gap:.2e}"
-    if not torch.equal(actual.argmax(dim=1), expected.argmax(dim=1)):
+        expected = split_outputs(original(probe), card, len(probe))
+        try:
+            actual = split_outputs(optimized(probe), card, len(probe))
+        except RuntimeError as error:
+            return f"wrong outputs: {error}"
+    for name, want, got in zip(("logits", "embeddings"), expected, actual, strict=True):
+        if want is None or got is None:
+            continue
+        gap = (got.float() - want.float()).abs().max().item()
+        if gap > _RELATIVE_TOLERANCE * max(1.0, want.float().abs().max().item()):
+            return f"{name} differ by {gap:.2e}"
+    if not torch.equal(actual[0].argmax(dim=1), expected[0].argmax(dim=1)):
         return "top-1 classes differ"
     return None

@@ -27,7 +27,7 @@ class ServedModel:
     """A loaded model and the batcher that feeds it."""
 
     loaded: LoadedModel
-    # Items and outputs depend on the task: ClassifyInput -> RankedClasses, or
+    # Items and outputs depend on the task: ClassifyInput -> ClassifiedImage, or
     # DetectInput -> list[DetectedObject]; the task's service knows which.
     batcher: DynamicBatcher[Any, Any]
 

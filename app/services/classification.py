@@ -1,10 +1,19 @@
-"""Classify uploads: ranked labels per image."""
+"""Classify uploads: ranked labels per image and, for calibrated models, a decision."""
 
+from app.errors import NotCalibrated
 from app.observability import ServiceMetrics
-from app.runtime.inference import ClassifyInput, RankedClasses
+from app.runtime.card import CalibrationSpec
+from app.runtime.inference import ClassifiedImage, ClassifyInput
+from app.runtime.openset import decide
 from app.runtime.registry import ServedModel
-from app.schemas import ClassificationResult, ClassifyResponse, Prediction
-from app.services.pipeline import Outcome, error_body, model_ref, run_uploads
+from app.schemas import ClassificationResult, ClassifyResponse, DecisionRule, Prediction
+from app.services.pipeline import (
+    Outcome,
+    error_body,
+    failed_upload_digests,
+    model_ref,
+    run_uploads,
+)
 from app.services.uploads import ImagePreparer, Upload
 
 
@@ -13,11 +22,21 @@ async def classify_uploads(
     served: ServedModel,
     *,
     top_k: int,
+    min_probability: float | None,
     preparer: ImagePreparer,
     timeout_s: float,
     metrics: ServiceMetrics,
 ) -> ClassifyResponse:
-    """Answer every upload; a lone unusable upload raises its error instead."""
+    """Answer every upload; a lone unusable upload raises its error instead.
+
+    `min_probability` overrides the card's accept probability for this request's decisions.
+    """
+    if min_probability is not None and served.card.calibration is None:
+        raise NotCalibrated(
+            f"{served.name} has no calibration, so it makes no decisions and "
+            "min_probability does not apply.",
+            model=served.name,
+        )
     outcomes = await run_uploads(
         uploads,
         served,
@@ -26,27 +45,65 @@ async def classify_uploads(
         timeout_s=timeout_s,
         metrics=metrics,
     )
+    rule = _decision_rule(served.card.calibration, min_probability)
+    digests = await failed_upload_digests(uploads, outcomes, preparer)
     results = [
-        _result(index, upload.filename, outcome, served.card.labels)
+        _result(
+            index, upload.filename, outcome, digests=digests, labels=served.card.labels, rule=rule
+        )
         for index, (upload, outcome) in enumerate(zip(uploads, outcomes, strict=True))
     ]
-    return ClassifyResponse(model=model_ref(served), results=results)
+    return ClassifyResponse(
+        model=model_ref(served), calibrated=rule is not None, decision_rule=rule, results=results
+    )
+
+
+def _decision_rule(
+    calibration: CalibrationSpec | None, min_probability: float | None
+) -> DecisionRule | None:
+    if calibration is None:
+        return None
+    accept = calibration.accept_probability if min_probability is None else min_probability
+    return DecisionRule(
+        accept_probability=accept,
+        unknown_threshold=calibration.open_set.threshold,
+        open_set_method=calibration.open_set.method,
+    )
 
 
 def _result(
-    index: int, filename: str | None, outcome: Outcome, labels: tuple[str, ...]
+    index: int,
+    filename: str | None,
+    outcome: Outcome,
+    *,
+    digests: dict[int, str],
+    labels: tuple[str, ...],
+    rule: DecisionRule | None,
 ) -> ClassificationResult:
     if not isinstance(outcome, tuple):
-        return ClassificationResult(index=index, filename=filename, error=error_body(outcome))
-    image, ranked = outcome
-    ranking: RankedClasses = ranked
-    return ClassificationResult(
+        return ClassificationResult(
+            index=index, filename=filename, image_sha256=digests[index], error=error_body(outcome)
+        )
+    image, output = outcome
+    classified: ClassifiedImage = output
+    result = ClassificationResult(
         index=index,
         filename=filename,
+        image_sha256=image.sha256,
         width=image.width,
         height=image.height,
         predictions=[
             Prediction(label=labels[class_id], class_id=class_id, score=score)
-            for class_id, score in ranking
+            for class_id, score in classified.ranking
         ],
     )
+    if rule is None or classified.unknown_score is None:
+        return result
+    result.unknown_score = classified.unknown_score
+    result.decision = decide(
+        classified.ranking[0][1],
+        classified.unknown_score,
+        accept_probability=rule.accept_probability,
+        threshold=rule.unknown_threshold,
+    )
+    return result

@@ -4,7 +4,13 @@ from app.observability import ServiceMetrics
 from app.runtime.detection import DetectedObject, DetectInput
 from app.runtime.registry import ServedModel
 from app.schemas import Box, DetectedObjectPublic, DetectionResult, DetectResponse
-from app.services.pipeline import Outcome, error_body, model_ref, run_uploads
+from app.services.pipeline import (
+    Outcome,
+    error_body,
+    failed_upload_digests,
+    model_ref,
+    run_uploads,
+)
 from app.services.uploads import ImagePreparer, Upload
 
 
@@ -30,8 +36,9 @@ async def detect_uploads(
         timeout_s=timeout_s,
         metrics=metrics,
     )
+    digests = await failed_upload_digests(uploads, outcomes, preparer)
     results = [
-        _result(index, upload.filename, outcome, served.card.labels)
+        _result(index, upload.filename, outcome, digests, served.card.labels)
         for index, (upload, outcome) in enumerate(zip(uploads, outcomes, strict=True))
     ]
     return DetectResponse(model=model_ref(served), score_threshold=threshold, results=results)
@@ -45,15 +52,22 @@ def _default_threshold(served: ServedModel) -> float:
 
 
 def _result(
-    index: int, filename: str | None, outcome: Outcome, labels: tuple[str, ...]
+    index: int,
+    filename: str | None,
+    outcome: Outcome,
+    digests: dict[int, str],
+    labels: tuple[str, ...],
 ) -> DetectionResult:
     if not isinstance(outcome, tuple):
-        return DetectionResult(index=index, filename=filename, error=error_body(outcome))
+        return DetectionResult(
+            index=index, filename=filename, image_sha256=digests[index], error=error_body(outcome)
+        )
     image, found = outcome
     objects: list[DetectedObject] = found
     return DetectionResult(
         index=index,
         filename=filename,
+        image_sha256=image.sha256,
         width=image.width,
         height=image.height,
         detections=[_public(detected, labels) for detected in objects],

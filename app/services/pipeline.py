@@ -55,6 +55,15 @@ async def _prepare(
         served.batcher.expect(-len(uploads))
 
 
+async def failed_upload_digests(
+    uploads: list[Upload], outcomes: list[Outcome], preparer: ImagePreparer
+) -> dict[int, str]:
+    """sha256 of each upload that failed, by index (the others carry theirs in PreparedImage)."""
+    failed = [index for index, outcome in enumerate(outcomes) if not isinstance(outcome, tuple)]
+    digests = await preparer.digest_all([uploads[index] for index in failed])
+    return dict(zip(failed, digests, strict=True))
+
+
 def model_ref(served: ServedModel) -> ModelRef:
     """The exact model that answered."""
     return ModelRef(name=served.name, version=served.card.version, sha256=served.loaded.sha256)

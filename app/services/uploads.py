@@ -1,6 +1,7 @@
 """Uploaded files -> preprocessed tensors, decoded in parallel off the event loop."""
 
 import asyncio
+import hashlib
 import logging
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -26,11 +27,12 @@ class Upload:
 
 @dataclass(frozen=True, slots=True)
 class PreparedImage:
-    """A model-ready tensor and the upright size of the upload it came from."""
+    """A model-ready tensor, the upright size of the upload it came from and its bytes' sha256."""
 
     pixels: torch.Tensor
     width: int
     height: int
+    sha256: str
 
 
 class ImagePreparer:
@@ -50,6 +52,12 @@ class ImagePreparer:
         ]
         return list(await asyncio.gather(*jobs))
 
+    async def digest_all(self, uploads: list[Upload]) -> list[str]:
+        """The sha256 of each upload's bytes, hashed on the pool (hashlib releases the GIL)."""
+        loop = asyncio.get_running_loop()
+        jobs = [loop.run_in_executor(self._executor, upload_sha256, upload) for upload in uploads]
+        return list(await asyncio.gather(*jobs))
+
     def prepare(self, upload: Upload, spec: InputSpec) -> PreparedImage | ServiceError:
         """Decode and preprocess one upload (runs in a worker thread)."""
         if upload.error is not None:
@@ -62,4 +70,11 @@ class ImagePreparer:
         except Exception:  # one odd file must not fail its neighbours
             logger.exception("unexpected failure preparing %r", upload.filename)
             return InternalError("This image could not be processed.", filename=upload.filename)
-        return PreparedImage(pixels=pixels, width=decoded.width, height=decoded.height)
+        return PreparedImage(
+            pixels=pixels, width=decoded.width, height=decoded.height, sha256=upload_sha256(upload)
+        )
+
+
+def upload_sha256(upload: Upload) -> str:
+    """Hex sha256 of the uploaded bytes (as received, before any decoding)."""
+    return hashlib.sha256(upload.data).hexdigest()

@@ -1,6 +1,7 @@
 """POST /detect: boxes in the upload's own upright pixels, thresholds, batches, wrong task."""
 
 import asyncio
+import hashlib
 import re
 
 import httpx2
@@ -96,6 +97,9 @@ def test_batch_of_different_sizes_with_a_bad_file(client: TestClient) -> None:
     assert results[1]["error"]["details"]["detected"] == "an HTML document"
     assert_near(box_of(results[2]["detections"][0]), (20, 30, 120, 90), tolerance=4)
     assert (results[3]["width"], results[3]["height"]) == (451, 300)
+    # Every result, the failed one included, names the exact bytes it answers for.
+    digests = [hashlib.sha256(content).hexdigest() for _, (_, content, _) in files]
+    assert [result["image_sha256"] for result in results] == digests
 
 
 def test_wrong_task_both_ways(client: TestClient) -> None:

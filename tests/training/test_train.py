@@ -76,7 +76,11 @@ def test_the_export_is_served_with_its_metrics(trained: RunResult) -> None:
     assert {"wall_time_s", "images_per_s", "machine", "recipe"} <= set(card.training)
     for name in REPORT_FILES:
         assert (trained.model_dir / name).is_file()
-    assert loaded.module(parity_inputs(card)).shape == (2, 4)
+    logits, embeddings = loaded.module(parity_inputs(card))
+    assert logits.shape == (2, 4)
+    assert embeddings.shape == (2, card.embedding_dim)
+    # 16 validation images are too few to calibrate on: served without decisions, not refused.
+    assert card.calibration is None
 
 
 def test_evaluating_the_artifact_agrees_with_the_run(
