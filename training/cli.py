@@ -50,6 +50,12 @@ from training.trainer import train
 
 logger = logging.getLogger(__name__)
 
+_NOT_CALIBRATED = (
+    "none: exported from pretrained weights without held-out images of its classes, so its "
+    "scores are plain softmax and /classify gives no decisions; run `python -m training "
+    "calibrate --model models/NAME --data DIR` with held-out images to add them"
+)
+
 # Options a resumed run may change; everything else comes from the checkpoint.
 _RESUME_OVERRIDES = (
     "epochs", "patience", "workers", "device", "threads", "progress", "export",
@@ -298,7 +304,7 @@ def _export(args: argparse.Namespace) -> int:
         labels=built.labels,
         input=built.input,
         metrics=built.metrics,
-        training={"weights": built.weights_source},
+        training={"weights": built.weights_source, "calibration": _NOT_CALIBRATED},
         outputs=("logits", "embedding"),
         embedding_dim=module.embedding_dim,
     )

@@ -1,6 +1,8 @@
 """Golden checks of the shipped fashion-products model: its card, its accuracy, its serving."""
 
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,9 +12,12 @@ from app.config import Settings
 from app.main import create_app
 from app.runtime.loader import load_model
 from tests.conftest import ROOT
+from tests.images import encode, photo
 from tests.training.helpers import needs_fashion_mnist
 from training.artifact import evaluate_artifact
 from training.data import fashion_mnist_images
+from training.decision_report import evaluate_decisions, unknown_outputs
+from training.unknowns import load_unknown
 
 MODEL_DIR = ROOT / "models" / "fashion-products"
 
@@ -26,7 +31,7 @@ def test_card_records_the_test_metrics_and_how_it_was_trained() -> None:
     )  # fmt: skip
     test = card.metrics[0]
     assert (test.dataset, test.split, test.values["images"]) == ("fashion-mnist", "test", 10_000)
-    assert test.values["top1"] >= 0.94  # the issue's target; shipped: 94.65%
+    assert test.values["top1"] >= 0.945  # issue 9 keeps it at or above 94.5%; shipped: 94.65%
     assert test.per_class is not None
     assert set(test.per_class) == set(card.labels)
     assert card.training is not None
@@ -66,3 +71,52 @@ def test_artifact_evaluation_reproduces_the_card() -> None:
     assert result.metrics.count == 10_000
     assert result.metrics.top1 == pytest.approx(test.values["top1"], abs=2e-4)
     assert result.metrics.macro_f1 == pytest.approx(test.values["macro_f1"], abs=1e-3)
+
+
+def test_card_carries_the_calibration_and_where_its_threshold_came_from() -> None:
+    loaded = load_model(MODEL_DIR, torch.device("cpu"))
+    calibration = loaded.card.calibration
+    assert calibration is not None
+    assert calibration.data == "fashion-mnist val (6000 images)"
+    assert calibration.ece_after <= 0.02 < calibration.ece_before
+    open_set = calibration.open_set
+    assert (open_set.method, open_set.k, open_set.references) == ("knn", 10, 10_000)
+    assert open_set.unknown_data == "builtin:objects (796 images)"
+    assert open_set.target_tpr == 0.97
+    assert set(open_set.compared) == {"msp", "energy", "knn@1", "knn@10", "knn@50"}
+    assert loaded.references is not None and loaded.references.shape == (10_000, 320)
+    assert (MODEL_DIR / "reliability.png").is_file()
+
+
+@needs_fashion_mnist
+def test_real_photos_and_digits_are_none_of_its_products(client: TestClient) -> None:
+    """The issue's cases: a cat, a coffee cup and hand-written digits are not garments."""
+    digits = load_unknown("builtin:digits")
+    files = [
+        ("image", ("chelsea.jpg", encode(photo("chelsea")), "image/jpeg")),
+        ("image", ("coffee.jpg", encode(photo("coffee")), "image/jpeg")),
+    ] + [("image", (f"digit-{i}.png", digits.read_bytes(i), "image/png")) for i in range(6)]
+    results = client.post("/classify?model=fashion-products", files=files).json()["results"]
+    assert [r["decision"] for r in results] == ["unknown"] * len(files)
+    garments = fashion_mnist_images("test")
+    files = [("image", (f"{i}.png", garments.read_bytes(i), "image/png")) for i in range(8)]
+    results = client.post("/classify?model=fashion-products", files=files).json()["results"]
+    assert sum(r["decision"] == "match" for r in results) >= 6
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_decision_targets_hold_on_data_the_threshold_never_saw() -> None:
+    """Issue 9's targets on the official test split and two real unknown sets of other kinds."""
+    result = evaluate_artifact(MODEL_DIR, "builtin:fashion-mnist", "test", progress=False)
+    unknowns = {
+        source: unknown_outputs(result.model, source, batch_size=256, workers=2)
+        for source in ("builtin:digits", "builtin:nature-photos")
+    }
+    with tempfile.TemporaryDirectory() as report:
+        figures = evaluate_decisions(result, unknowns, Path(report))
+    assert figures["ece_calibrated"] <= 0.02
+    assert figures["known"]["tpr"] >= 0.95
+    for source in unknowns:
+        assert figures["unknown"][source]["auroc"] >= 0.95
+        assert figures["unknown"][source]["fpr"] <= 0.10
