@@ -21,7 +21,6 @@ from app.main import create_app
 from training.data import fashion_mnist_images
 from training.unknowns import load_unknown
 
-
 PHOTOS = (("cat (chelsea)", "chelsea"), ("coffee", "coffee"))
 
 
