@@ -21,6 +21,7 @@ from tests.training.helpers import (
     write_folder,
 )
 from training.calibrate import CalibrationRun, check_inputs
+from training.calibration import AUROC_MARGIN
 from training.cli import main
 from training.datacheck import DatasetError
 from training.decision_plots import REJECTION_PNG, RELIABILITY_PNG
@@ -112,7 +113,8 @@ def test_calibrate_with_unknown_photos_and_serve_decisions(
     open_set = stored.calibration.open_set
     assert open_set.unknown_data == f"{digits_folder} (200 images)"
     assert set(open_set.compared) == {"msp", "energy", "knn@1", "knn@10", "knn@50"}
-    assert open_set.auroc == pytest.approx(max(open_set.compared.values()), abs=1e-6)
+    assert open_set.auroc is not None
+    assert open_set.auroc >= max(open_set.compared.values()) - AUROC_MARGIN
     assert open_set.fpr_unknown is not None
     assert open_set.target_tpr == 0.9
 

@@ -80,11 +80,11 @@ def test_card_carries_the_calibration_and_where_its_threshold_came_from() -> Non
     assert calibration.data == "fashion-mnist val (6000 images)"
     assert calibration.ece_after <= 0.02 < calibration.ece_before
     open_set = calibration.open_set
-    assert (open_set.method, open_set.k, open_set.references) == ("knn", 10, 10_000)
+    assert (open_set.method, open_set.k, open_set.references) == ("knn", 10, 5_000)
     assert open_set.unknown_data == "builtin:objects (796 images)"
     assert open_set.target_tpr == 0.97
     assert set(open_set.compared) == {"msp", "energy", "knn@1", "knn@10", "knn@50"}
-    assert loaded.references is not None and loaded.references.shape == (10_000, 320)
+    assert loaded.references is not None and loaded.references.shape == (5_000, 320)
     assert (MODEL_DIR / "reliability.png").is_file()
 
 
