@@ -26,11 +26,15 @@ async def run_uploads(
 
     A request with a single unusable upload raises that upload's error instead.
     """
+    # Slots are reserved before any decoding: an overloaded model refuses at once (503) and
+    # never throws decoded images away.
     try:
         async with asyncio.timeout(timeout_s):
-            prepared = await _prepare(uploads, served, preparer)
-            usable = [item for item in prepared if isinstance(item, PreparedImage)]
-            outputs = iter(await served.batcher.submit_many([make_input(item) for item in usable]))
+            with served.batcher.reserve(len(uploads)) as reservation:
+                prepared = await _prepare(uploads, served, preparer)
+                usable = [item for item in prepared if isinstance(item, PreparedImage)]
+                inputs = [make_input(item) for item in usable]
+                outputs = iter(await served.batcher.submit_many(inputs, reservation))
     except TimeoutError:
         raise InferenceTimeout(f"No answer within {timeout_s} s.", timeout_s=timeout_s) from None
     outcomes: list[Outcome] = [
