@@ -54,9 +54,25 @@ async def _prepare(
     # Announce the images being decoded so the batcher waits for them, and only for them.
     served.batcher.expect(len(uploads))
     try:
-        return await preparer.prepare_all(uploads, served.card.input)
+        prepared = await preparer.prepare_all(uploads, served.card.input)
     finally:
         served.batcher.expect(-len(uploads))
+    for item in prepared:
+        if isinstance(item, ServiceError):
+            _forget_tracebacks(item)
+    return prepared
+
+
+def _forget_tracebacks(error: BaseException) -> None:
+    # A returned error's traceback holds the decoding frames, and through them the upload's
+    # bytes, in a reference cycle that only a full garbage collection frees: 20 MiB per bad
+    # image kept for minutes (README, Hardening). The error's message and details suffice.
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
 
 
 def model_ref(served: ServedModel) -> ModelRef:

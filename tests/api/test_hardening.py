@@ -1,5 +1,6 @@
 """Hardening (issue 16) seen through the app: bodies, overload, auth, ids, docs, readiness."""
 
+import gc
 import time
 from collections.abc import Iterator
 
@@ -8,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from app.api.state import AppState
 from app.config import Settings
+from app.errors import InvalidImage
 from app.main import create_app
 from tests.images import RED, solid
 
@@ -174,3 +176,22 @@ def test_declared_query_parameters_still_pass(client: TestClient) -> None:
     )
     assert answer.status_code == 200
     assert client.get("/healthz?unexpected=1").status_code == 422
+
+
+def test_bad_uploads_leave_no_cycles_holding_their_bytes(client: TestClient) -> None:
+    # A cycle through an error's traceback kept each bad upload's bytes until a full
+    # garbage collection: 20 MiB per image for minutes under large uploads.
+    files = [("image", (f"{n}.jpg", b"not an image" * 1000, "image/jpeg")) for n in range(2)]
+    gc.collect()
+    gc.disable()
+    try:
+        assert client.post("/classify", files=files).status_code == 200
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        kept = [item for item in gc.garbage if isinstance(item, InvalidImage)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert kept == []
+
