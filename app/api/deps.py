@@ -93,8 +93,10 @@ async def get_classifier(
     settings: SettingsDep,
     model: Annotated[str | None, Query(description="Model name; default from settings.")] = None,
 ) -> ServedModel:
-    """The classifier the request names, or the default one."""
-    return registry.get_for_task(model or settings.default_classifier, "classify")
+    """The classifier the request names, or the default one; 503 at once if its queue is full."""
+    served = registry.get_for_task(model or settings.default_classifier, "classify")
+    served.batcher.refuse_if_full()  # before the body is read: overload costs no upload
+    return served
 
 
 async def get_detector(
@@ -102,8 +104,10 @@ async def get_detector(
     settings: SettingsDep,
     model: Annotated[str | None, Query(description="Model name; default from settings.")] = None,
 ) -> ServedModel:
-    """The detector the request names, or the default one."""
-    return registry.get_for_task(model or settings.default_detector, "detect")
+    """The detector the request names, or the default one; 503 at once if its queue is full."""
+    served = registry.get_for_task(model or settings.default_detector, "detect")
+    served.batcher.refuse_if_full()
+    return served
 
 
 async def get_uploads(request: Request, settings: SettingsDep) -> list[Upload]:

@@ -104,6 +104,11 @@ class DynamicBatcher(Generic[In, Out]):
         for thread in self._threads:
             thread.join(timeout_s)
 
+    def refuse_if_full(self) -> None:
+        """Raise Overloaded now if not even one more item fits (before a body is read)."""
+        if self._waiting >= self._policy.queue_limit:
+            raise self._overloaded()
+
     @contextmanager
     def reserve(self, count: int) -> Iterator[Reservation]:
         """Hold `count` queue slots (or raise Overloaded at once) until the block ends."""
@@ -149,11 +154,14 @@ class DynamicBatcher(Generic[In, Out]):
             raise NotReady(f"model {self.name!r} is not accepting work (starting or stopping)")
         with self._lock:
             if self._waiting + count > self._policy.queue_limit:
-                raise Overloaded(
-                    f"The queue for model {self.name!r} is full; retry shortly.",
-                    queue_limit=self._policy.queue_limit,
-                )
+                raise self._overloaded()
             self._waiting += count
+
+    def _overloaded(self) -> Overloaded:
+        return Overloaded(
+            f"The queue for model {self.name!r} is full; retry shortly.",
+            queue_limit=self._policy.queue_limit,
+        )
 
     def _release(self, count: int) -> None:
         with self._lock:

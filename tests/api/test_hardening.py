@@ -195,3 +195,18 @@ def test_bad_uploads_leave_no_cycles_holding_their_bytes(client: TestClient) -> 
         gc.enable()
     assert kept == []
 
+
+def test_a_full_queue_refuses_before_reading_the_body(client: TestClient) -> None:
+    state: AppState = client.app.state.services  # type: ignore[attr-defined]
+    batcher = state.registry.get("tiny-colors").batcher
+    read: list[bool] = []
+
+    def body() -> Iterator[bytes]:
+        read.append(True)
+        yield solid(RED)
+
+    with batcher.reserve(batcher.policy.queue_limit):
+        answer = client.post("/classify", content=body(), headers={"content-type": "image/png"})
+    assert answer.status_code == 503
+    assert error_code(answer) == "overloaded"
+    assert read == []
