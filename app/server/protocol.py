@@ -79,6 +79,24 @@ class _Refused(Exception):
         self.refusal = refusal
 
 
+class _LingeringTransport:
+    """The transport a request's cycle writes to: its close() waits out an unread body.
+
+    An answer given before the body was read (413, 503) is followed by a close; closing with
+    unread bytes makes the kernel send a reset, which can destroy the answer in flight.
+    """
+
+    def __init__(self, protocol: "GuardedHttpToolsProtocol") -> None:
+        self._protocol = protocol
+        self._transport = protocol.transport
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        self._protocol.close_after_answer()
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """HttpToolsProtocol that enforces `limits`; set them with `guarded_protocol(limits)`."""
 
@@ -98,6 +116,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._refused = False
         self._closing = False
+        self._in_body = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -118,6 +137,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # answered and half-closed: the rest is dropped (see _linger)
         # Feed the head in slices no larger than what is left of its limit, so the parser
         # never buffers more than max_header_bytes of one request's head.
         while data and not self._refused:
@@ -189,15 +210,26 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._in_body = True
         self._cancel_head_timer()
         super().on_headers_complete()
-        if self._closing and self.cycle is not None:
-            self.cycle.keep_alive = False  # answer it, then close: the server is stopping
+        if self.cycle is not None:
+            self.cycle.transport = _LingeringTransport(self)  # type: ignore[assignment]
+            if self._closing:
+                self.cycle.keep_alive = False  # answer it, then close: the server is stopping
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        self._in_body = False
         self._in_head = True
         self._head_bytes = 0
+
+    def close_after_answer(self) -> None:
+        """Close now if the request was read to its end; otherwise linger first."""
+        if self._in_body:
+            self._linger()
+        else:
+            self.transport.close()
 
     def shutdown(self) -> None:
         """Stop after the request in progress; an idle connection gets a short grace first.
@@ -207,8 +239,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """
         self._closing = True
         if self._refused:
-            self.transport.close()
-        elif self.cycle is not None and not self.cycle.response_complete:
+            return  # answered; its linger timer closes it
+        if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.keep_alive = False
         elif self._head_bytes == 0:
             self._unset_keepalive_if_required()
@@ -248,16 +280,22 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, refusal: Refusal) -> None:
         if self._refused or self.transport.is_closing():
             return
-        self._refused = True
         self._cancel_head_timer()
         self._unset_keepalive_if_required()
         logger.info(
             "refused a connection from %s: %d %s", self.client, refusal.status, refusal.code
         )
         self.transport.write(refusal.to_bytes())
+        self._linger()
+
+    def _linger(self) -> None:
+        # Half-close so the client reads our answer, drop what it still sends, and close when
+        # it does (eof) or after LINGER_S.
+        self._refused = True
+        if self.transport.is_closing():
+            return
         if self.transport.can_write_eof():
             self.transport.write_eof()
-        # Whatever else the client sends is dropped; close once it stops or after the linger.
         self.loop.call_later(LINGER_S, self.transport.close)
 
 

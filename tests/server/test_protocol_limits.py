@@ -83,6 +83,21 @@ def test_an_oversized_raw_image_is_refused_before_its_body(live: LiveServer) -> 
     assert status_and_error(answer) == (413, "payload_too_large")
 
 
+def test_an_early_refusal_survives_a_client_still_sending(live: LiveServer) -> None:
+    with live.connect() as sock:
+        sock.sendall(
+            b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+            b"Content-Length: 50000000\r\n\r\n"
+        )
+        try:  # a client that only reads once its upload is sent, as many do
+            for _ in range(8):
+                sock.sendall(b"\0" * 65536)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = read_all(sock)
+    assert status_and_error(answer) == (413, "payload_too_large")
+
+
 def test_a_client_gone_mid_upload_is_counted_499_not_500(live: LiveServer) -> None:
     with live.connect() as sock:
         sock.sendall(
