@@ -20,7 +20,7 @@ TORCHRUN := OMP_NUM_THREADS=1 $(VENV)/bin/torchrun --nproc_per_node=2
 FASHION_RECIPE := --data builtin:fashion-mnist --arch smallcnn_large --epochs 30 --batch-size 64 \
 	--random-erasing 0.25 --channels-last on --workers 0 --name fashion-products
 
-.PHONY: install data scenes-data serve test test-all lint typecheck check models bench
+.PHONY: install data scenes-data serve test test-all lint typecheck check models bench stress
 
 install: $(STAMP)
 
@@ -73,6 +73,10 @@ models: $(STAMP) scenes-data data
 bench: $(STAMP)
 	$(PY) -m bench.serve --model imagenet-mobilenet-v2
 	test ! -d models/objects-detector || $(PY) -m bench.serve --model objects-detector
+
+# Hostile-traffic probes (README "Hardening"): about 10 minutes; --root DIR measures other code.
+stress: $(STAMP)
+	$(PY) -m bench.stress
 
 # The container deployment (README "Deployment"); needs docker or the container sandbox, not in CI.
 docker:
