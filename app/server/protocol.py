@@ -164,10 +164,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._refuse(
-                Refusal(status=400, code="invalid_request", message="Upgrades are not supported.")
-            )
+        except httptools.HttpParserUpgrade:  # as uvicorn: serve it, ignoring e.g. h2c
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
         except httptools.HttpParserError as error:
             cause = error.__cause__ or error.__context__  # httptools chains implicitly
             if isinstance(cause, _Refused):

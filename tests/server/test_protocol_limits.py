@@ -113,3 +113,10 @@ def test_a_client_gone_mid_upload_is_counted_499_not_500(live: LiveServer) -> No
         metrics = live.exchange(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert b'visionserve_http_requests_total{route="/classify",status="499"} 1.0' in metrics
     assert b'status="500"' not in metrics
+
+
+def test_an_h2c_upgrade_offer_is_ignored_and_served(live: LiveServer) -> None:
+    answer = live.exchange(
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, close\r\nUpgrade: h2c\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 200")
