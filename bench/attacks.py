@@ -182,6 +182,7 @@ def _try_send(sock: socket.socket, data: bytes) -> None:
 
 
 def _still_open(sock: socket.socket) -> bool:
+    sock.setblocking(False)  # with a timeout set, recv would first wait for data
     try:
         sock.recv(1 << 16, socket.MSG_DONTWAIT)
     except BlockingIOError:
