@@ -21,7 +21,7 @@ FASHION_RECIPE := --data builtin:fashion-mnist --arch smallcnn_large --epochs 30
 	--random-erasing 0.25 --channels-last on --workers 0 --name fashion-products \
 	--unknown builtin:objects --target-tpr 0.97
 
-.PHONY: install data scenes-data serve test test-all lint typecheck check models bench
+.PHONY: install data scenes-data serve test test-all lint typecheck check models bench stress
 
 install: $(STAMP)
 
@@ -74,6 +74,10 @@ models: $(STAMP) scenes-data data
 bench: $(STAMP)
 	$(PY) -m bench.serve --model imagenet-mobilenet-v2
 	test ! -d models/objects-detector || $(PY) -m bench.serve --model objects-detector
+
+# Hostile-traffic probes (README "Hardening"): about 10 minutes; --root DIR measures other code.
+stress: $(STAMP)
+	$(PY) -m bench.stress
 
 # The container deployment (README "Deployment"); needs docker or the container sandbox, not in CI.
 docker:

@@ -36,11 +36,26 @@ class Settings(BaseSettings):
     max_images_per_request: int = Field(default=32, ge=1)
 
     api_keys: Annotated[frozenset[str], NoDecode] = Field(default=frozenset(), repr=False)
+    protect_docs_and_metrics: bool = False  # /docs, /redoc, /openapi.json, /metrics need a key too
     inference_threads: int = Field(default=0, ge=0, description="0 = one per core; 1 on CUDA")
     torch_threads: int = Field(default=0, ge=0, description="0 = cores / inference_threads")
     decode_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
+
+    # What one client may cost the server, and how long it may take to send (issue 16).
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, description="request line + headers")
+    max_header_count: int = Field(default=100, ge=8)
+    max_url_bytes: int = Field(default=8 * 1024, ge=256)
+    max_receiving_bytes: int = Field(
+        default=1024 * 1024 * 1024, ge=1024 * 1024, description="request bodies read at once"
+    )
+    header_timeout_s: float = Field(default=10.0, gt=0.0)
+    body_timeout_s: float = Field(default=15.0, gt=0.0, description="longest silence in a body")
+    min_body_rate_bytes_s: int = Field(default=4096, ge=0, description="after body_timeout_s")
+    keep_alive_timeout_s: float = Field(default=5.0, gt=0.0)
+    max_connections: int = Field(default=512, ge=1)
+    shutdown_drain_s: float = Field(default=2.0, ge=0.0, description="listener open after SIGTERM")
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

@@ -106,8 +106,15 @@ class ValidationFailed(ServiceError):
     code = "validation"
 
 
+class RequestTimeout(ServiceError):
+    """The client sent its body too slowly (silent too long, or below the minimum rate)."""
+
+    status_code = 408
+    code = "request_timeout"
+
+
 class Overloaded(ServiceError):
-    """The inference queue is full; the client should retry shortly."""
+    """The inference queue or the upload budget is full; the client should retry shortly."""
 
     status_code = 503
     code = "overloaded"

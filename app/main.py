@@ -1,25 +1,27 @@
 """create_app(settings): the lifespan that loads models, the routers, one error handler."""
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
 
 import anyio
 import torch
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from app.api import classify, detect, health, models
-from app.api.middleware import RequestContextMiddleware
+from app.api import classify, detect, docs, health, models
+from app.api.deps import reject_unknown_query, require_api_key
+from app.api.middleware import BodyGuardMiddleware, BodyLimits, RequestContextMiddleware
 from app.api.responses import render_error
-from app.api.state import AppState
+from app.api.state import LIFECYCLE_KEY, AppState, Lifecycle
 from app.config import Settings
 from app.errors import InternalError, ServiceError, ValidationFailed
 from app.imaging import ImageLimits
+from app.memory import release_free_memory, tune_allocator
 from app.observability import ServiceMetrics, configure_logging
 from app.runtime.batching import BatchPolicy
 from app.runtime.device import available_cores, plan_threads, resolve_device
@@ -40,10 +42,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Batched image classification and object detection over HTTP.",
         version="0.1.0",
         lifespan=partial(_lifespan, settings=settings, metrics=metrics),
+        dependencies=[Depends(reject_unknown_query)],
+        # Served by app.api.docs from local files, optionally behind the API key.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
+    # Added last = outermost: the context sees every answer, the guard's refusals included.
     app.add_middleware(
-        RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_request_bytes
+        BodyGuardMiddleware, limits=_body_limits(settings), release_memory=release_free_memory
     )
+    app.add_middleware(RequestContextMiddleware, metrics_requests=metrics.observe_request)
     app.add_exception_handler(ServiceError, _service_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error_handler)  # type: ignore[arg-type]
@@ -51,14 +60,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in (classify.router, detect.router, models.router, health.router):
         app.include_router(router)
+    protected = [Depends(require_api_key)] if settings.protect_docs_and_metrics else []
+    app.include_router(health.metrics_router, dependencies=protected)
+    app.include_router(docs.router, dependencies=protected)
+    app.mount(docs.ASSETS_PATH, docs.assets(), name="docs-assets")
     return app
+
+
+def _body_limits(settings: Settings) -> BodyLimits:
+    return BodyLimits(
+        max_body_bytes=settings.max_request_bytes,
+        max_image_body_bytes=settings.max_image_bytes,
+        max_receiving_bytes=settings.max_receiving_bytes,
+        body_timeout_s=settings.body_timeout_s,
+        min_body_rate_bytes_s=settings.min_body_rate_bytes_s,
+    )
 
 
 @asynccontextmanager
 async def _lifespan(
     app: FastAPI, settings: Settings, metrics: ServiceMetrics
-) -> AsyncIterator[None]:
+) -> AsyncIterator[Mapping[str, object]]:
     configure_logging(settings.log_format, settings.log_level)  # also in worker processes
+    tune_allocator()
     device = resolve_device(settings.device)
     inference_threads, torch_threads = plan_threads(
         device, settings.inference_threads, settings.torch_threads
@@ -92,11 +116,14 @@ async def _lifespan(
         min_side=settings.min_image_side,
     )
     decode_threads = settings.decode_threads or available_cores()
+    lifecycle = Lifecycle()
     with ThreadPoolExecutor(decode_threads, thread_name_prefix="decode") as pool:
-        app.state.services = AppState(settings, registry, ImagePreparer(limits, pool), metrics)
+        app.state.services = AppState(
+            settings, registry, ImagePreparer(limits, pool), metrics, lifecycle
+        )
         logger.info("ready: %d model(s) on %s", len(registry.models), device)
         try:
-            yield
+            yield {LIFECYCLE_KEY: lifecycle}  # the server flips it on SIGTERM
         finally:
             registry.stop()
 

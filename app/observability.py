@@ -56,6 +56,11 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        """Record one answered (or abandoned: 499) HTTP request."""
+        self.requests.labels(route, str(status)).inc()
+        self.request_seconds.labels(route).observe(seconds)
+
     def observe_batch(self, model: str, size: int, seconds: float) -> None:
         """Record one forward pass."""
         self.batch_size.labels(model).observe(size)

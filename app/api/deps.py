@@ -4,12 +4,14 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api.state import AppState
 from app.api.uploads import read_uploads
 from app.config import Settings
-from app.errors import NotReady, Unauthorized
+from app.errors import NotReady, Unauthorized, ValidationFailed
 from app.runtime.registry import ModelRegistry, ServedModel
 from app.services.uploads import Upload
 
@@ -47,14 +49,43 @@ async def require_api_key(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header_key: Annotated[str | None, Depends(_api_key_header)],
 ) -> None:
-    """When VISION_API_KEYS is set, demand one of them (Bearer or X-API-Key)."""
+    """When VISION_API_KEYS is set, demand one of them (Bearer or X-API-Key; either will do)."""
     if not settings.api_keys:
         return
-    offered = bearer.credentials if bearer is not None else header_key
-    if offered is None or not any(
-        hmac.compare_digest(offered.encode(), key.encode()) for key in settings.api_keys
-    ):
-        raise Unauthorized("A valid API key is required (Authorization: Bearer <key>).")
+    offered = [bearer.credentials if bearer is not None else None, header_key]
+    if not any(_is_key(candidate, settings.api_keys) for candidate in offered):
+        raise Unauthorized(
+            "A valid API key is required (Authorization: Bearer <key>, or X-API-Key: <key>)."
+        )
+
+
+def _is_key(candidate: str | None, keys: frozenset[str]) -> bool:
+    if candidate is None:
+        return False
+    # Compare with every key, in constant time per key, so timing tells nothing.
+    matches = [hmac.compare_digest(candidate.encode(), key.encode()) for key in keys]
+    return any(matches)
+
+
+async def reject_unknown_query(request: Request) -> None:
+    """422 for query parameters the route does not declare (a typo must not pass silently)."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    unknown = sorted(set(request.query_params) - _declared_query(route.dependant))
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown query parameter(s): {', '.join(unknown)}.",
+            unknown=unknown,
+            allowed=sorted(_declared_query(route.dependant)),
+        )
+
+
+def _declared_query(dependant: Dependant) -> frozenset[str]:
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _declared_query(sub)
+    return frozenset(names)
 
 
 async def get_classifier(
@@ -62,8 +93,10 @@ async def get_classifier(
     settings: SettingsDep,
     model: Annotated[str | None, Query(description="Model name; default from settings.")] = None,
 ) -> ServedModel:
-    """The classifier the request names, or the default one."""
-    return registry.get_for_task(model or settings.default_classifier, "classify")
+    """The classifier the request names, or the default one; 503 at once if its queue is full."""
+    served = registry.get_for_task(model or settings.default_classifier, "classify")
+    served.batcher.refuse_if_full()  # before the body is read: overload costs no upload
+    return served
 
 
 async def get_detector(
@@ -71,8 +104,10 @@ async def get_detector(
     settings: SettingsDep,
     model: Annotated[str | None, Query(description="Model name; default from settings.")] = None,
 ) -> ServedModel:
-    """The detector the request names, or the default one."""
-    return registry.get_for_task(model or settings.default_detector, "detect")
+    """The detector the request names, or the default one; 503 at once if its queue is full."""
+    served = registry.get_for_task(model or settings.default_detector, "detect")
+    served.batcher.refuse_if_full()
+    return served
 
 
 async def get_uploads(request: Request, settings: SettingsDep) -> list[Upload]:

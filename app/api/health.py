@@ -1,13 +1,20 @@
 """Liveness, readiness and Prometheus metrics."""
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import StateDep
 from app.api.responses import ERROR_RESPONSES
+from app.api.state import AppState
+from app.errors import NotReady, ServiceError
+from app.runtime.card import Task
 from app.schemas import HealthResponse
 
 router = APIRouter(tags=["operations"])
+metrics_router = APIRouter(tags=["operations"])
+
+# A configured default set to this serves that task without a default model.
+NO_DEFAULT = "none"
 
 
 @router.get("/healthz", response_model=HealthResponse)
@@ -18,13 +25,35 @@ async def healthz() -> HealthResponse:
 
 @router.get("/readyz", response_model=HealthResponse, responses=ERROR_RESPONSES)
 async def readyz(state: StateDep) -> HealthResponse:
-    """200 only when every model is loaded and warmed up; 503 not_ready otherwise."""
+    """200 only when every model is warmed up, the default models exist, and not stopping."""
+    if state.lifecycle.draining:
+        raise NotReady("The service is shutting down.")
+    problems = _default_model_problems(state)
+    if problems:
+        raise NotReady("A configured default model is not served.", problems=problems)
     return HealthResponse(status=f"ready: {len(state.registry.models)} model(s)")
 
 
-@router.get("/metrics", response_class=Response)
-async def metrics(request: Request, state: StateDep) -> Response:
+@metrics_router.get("/metrics", response_class=Response)
+async def metrics(state: StateDep) -> Response:
     """Prometheus text exposition."""
     for served in state.registry.models:
         state.metrics.queue_depth.labels(served.name).set(served.batcher.waiting)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _default_model_problems(state: AppState) -> list[str]:
+    settings = state.settings
+    defaults: tuple[tuple[str, Task], ...] = (
+        (settings.default_classifier, "classify"),
+        (settings.default_detector, "detect"),
+    )
+    problems = []
+    for name, task in defaults:
+        if name == NO_DEFAULT:
+            continue
+        try:
+            state.registry.get_for_task(name, task)
+        except ServiceError as error:
+            problems.append(error.message)
+    return problems

@@ -12,11 +12,12 @@ _ERRORS = {
     400: "invalid_image or invalid_request",
     401: "unauthorized",
     404: "model_not_found",
+    408: "request_timeout (the body arrived too slowly)",
     409: "wrong_task",
     413: "payload_too_large, image_too_large or too_many_images",
     415: "unsupported_media_type",
     422: "validation",
-    503: "overloaded or not_ready (with Retry-After)",
+    503: "overloaded (queue or upload budget full) or not_ready (with Retry-After)",
     504: "timeout",
     500: "internal",
 }

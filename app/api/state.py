@@ -1,11 +1,21 @@
 """What the lifespan builds and every request uses."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.config import Settings
 from app.observability import ServiceMetrics
 from app.runtime.registry import ModelRegistry
 from app.services.uploads import ImagePreparer
+
+# The key under which the lifespan hands its Lifecycle to the server (ASGI lifespan state).
+LIFECYCLE_KEY = "visionserve.lifecycle"
+
+
+@dataclass(kw_only=True, slots=True)
+class Lifecycle:
+    """Set by the server on SIGTERM: /readyz turns 503 while requests are still answered."""
+
+    draining: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,3 +26,4 @@ class AppState:
     registry: ModelRegistry
     preparer: ImagePreparer
     metrics: ServiceMetrics
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)

@@ -3,7 +3,8 @@
 The event loop only enqueues and awaits; the worker threads are the only place model code runs.
 Several workers may share one queue (like model instances in Triton): on a CPU, one
 single-threaded worker per core keeps every core busy with no load imbalance.
-The queue is bounded so overload is answered at once (503) instead of with growing latency.
+The queue is bounded so overload is answered at once (503) instead of with growing latency;
+callers reserve their slots before decoding, so a refusal wastes no work.
 """
 
 import asyncio
@@ -11,7 +12,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
@@ -39,6 +41,13 @@ class BatchPolicy:
     max_wait_s: float
     queue_limit: int
     threads: int = 1  # workers taking batches from the one queue (model instances)
+
+
+@dataclass(kw_only=True, slots=True)
+class Reservation:
+    """Queue slots held for one request; slots not used by `submit_many` are given back."""
+
+    held: int
 
 
 class DynamicBatcher(Generic[In, Out]):
@@ -95,11 +104,36 @@ class DynamicBatcher(Generic[In, Out]):
         for thread in self._threads:
             thread.join(timeout_s)
 
-    async def submit_many(self, items: Sequence[In]) -> list[Out]:
-        """Enqueue all items at once (or none) and wait for their outputs, in order."""
+    def refuse_if_full(self) -> None:
+        """Raise Overloaded now if not even one more item fits (before a body is read)."""
+        if self._waiting >= self._policy.queue_limit:
+            raise self._overloaded()
+
+    @contextmanager
+    def reserve(self, count: int) -> Iterator[Reservation]:
+        """Hold `count` queue slots (or raise Overloaded at once) until the block ends."""
+        self._reserve(count)
+        reservation = Reservation(held=count)
+        try:
+            yield reservation
+        finally:
+            self._release(reservation.held)
+
+    async def submit_many(
+        self, items: Sequence[In], reservation: Reservation | None = None
+    ) -> list[Out]:
+        """Enqueue all items at once (or none) and wait for their outputs, in order.
+
+        With a reservation, the items use its slots; without one, they are reserved here.
+        """
         if not items:
             return []
-        self._reserve(len(items))
+        if reservation is None:
+            self._reserve(len(items))
+        elif len(items) > reservation.held:
+            raise ValueError(f"{len(items)} items for {reservation.held} reserved slots")
+        else:
+            reservation.held -= len(items)  # the worker frees these slots once they ran
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Out]] = [loop.create_future() for _ in items]
         for item, future in zip(items, futures, strict=True):
@@ -120,11 +154,18 @@ class DynamicBatcher(Generic[In, Out]):
             raise NotReady(f"model {self.name!r} is not accepting work (starting or stopping)")
         with self._lock:
             if self._waiting + count > self._policy.queue_limit:
-                raise Overloaded(
-                    f"The queue for model {self.name!r} is full; retry shortly.",
-                    queue_limit=self._policy.queue_limit,
-                )
+                raise self._overloaded()
             self._waiting += count
+
+    def _overloaded(self) -> Overloaded:
+        return Overloaded(
+            f"The queue for model {self.name!r} is full; retry shortly.",
+            queue_limit=self._policy.queue_limit,
+        )
+
+    def _release(self, count: int) -> None:
+        with self._lock:
+            self._waiting -= count
 
     def _serve(self) -> None:
         while True:

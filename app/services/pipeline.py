@@ -26,11 +26,15 @@ async def run_uploads(
 
     A request with a single unusable upload raises that upload's error instead.
     """
+    # Slots are reserved before any decoding: an overloaded model refuses at once (503) and
+    # never throws decoded images away.
     try:
         async with asyncio.timeout(timeout_s):
-            prepared = await _prepare(uploads, served, preparer)
-            usable = [item for item in prepared if isinstance(item, PreparedImage)]
-            outputs = iter(await served.batcher.submit_many([make_input(item) for item in usable]))
+            with served.batcher.reserve(len(uploads)) as reservation:
+                prepared = await _prepare(uploads, served, preparer)
+                usable = [item for item in prepared if isinstance(item, PreparedImage)]
+                inputs = [make_input(item) for item in usable]
+                outputs = iter(await served.batcher.submit_many(inputs, reservation))
     except TimeoutError:
         raise InferenceTimeout(f"No answer within {timeout_s} s.", timeout_s=timeout_s) from None
     outcomes: list[Outcome] = [
@@ -50,9 +54,25 @@ async def _prepare(
     # Announce the images being decoded so the batcher waits for them, and only for them.
     served.batcher.expect(len(uploads))
     try:
-        return await preparer.prepare_all(uploads, served.card.input)
+        prepared = await preparer.prepare_all(uploads, served.card.input)
     finally:
         served.batcher.expect(-len(uploads))
+    for item in prepared:
+        if isinstance(item, ServiceError):
+            _forget_tracebacks(item)
+    return prepared
+
+
+def _forget_tracebacks(error: BaseException) -> None:
+    # A returned error's traceback holds the decoding frames, and through them the upload's
+    # bytes, in a reference cycle that only a full garbage collection frees: 20 MiB per bad
+    # image kept for minutes (README, Hardening). The error's message and details suffice.
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
 
 
 async def failed_upload_digests(

@@ -1,0 +1,1 @@
+"""The HTTP server around the app: protocol limits, connection bounds, graceful shutdown."""

@@ -1,0 +1,97 @@
+"""Run the app under uvicorn with the guarded protocol and a graceful, lossless SIGTERM.
+
+On the first SIGTERM or SIGINT the app is told to drain (/readyz answers 503 so load balancers
+stop sending), the listener stays open for SHUTDOWN_DRAIN_S for requests already on their way,
+then uvicorn's shutdown answers every accepted request and the process exits 0. A second
+signal skips the rest of the drain.
+"""
+
+import logging
+import resource
+import time
+from types import FrameType
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from app.api.state import LIFECYCLE_KEY, Lifecycle
+from app.config import Settings
+from app.server.protocol import ServerLimits, guarded_protocol
+
+logger = logging.getLogger(__name__)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn.Server whose first stop signal starts a drain instead of closing the listener."""
+
+    def __init__(self, config: uvicorn.Config, drain_s: float) -> None:
+        super().__init__(config)
+        self.drain_s = drain_s
+        self._exit_at: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._exit_at is not None or not self.started:
+            super().handle_exit(sig, frame)  # a second signal, or before start: stop now
+            return
+        # Runs in a signal handler: only set flags here; the main loop's tick acts on them.
+        self._exit_at = time.monotonic() + self.drain_s
+        lifecycle = self.lifespan.state.get(LIFECYCLE_KEY)
+        if isinstance(lifecycle, Lifecycle):
+            lifecycle.draining = True
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._exit_at is not None and not self.should_exit:
+            if counter % 10 == 0:
+                logger.info("draining: not ready, listener open until the drain ends")
+            self.should_exit = time.monotonic() >= self._exit_at
+        return await super().on_tick(counter)
+
+
+def uvicorn_config(settings: Settings, app: ASGIApp | None = None) -> uvicorn.Config:
+    """uvicorn's config: our protocol and limits; the app given, or one from `create_app`."""
+    return uvicorn.Config(
+        app or "app.main:create_app",
+        factory=app is None,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        http=guarded_protocol(ServerLimits.from_settings(settings)),
+        log_level=settings.log_level.lower(),
+        timeout_keep_alive=max(1, round(settings.keep_alive_timeout_s)),
+        timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
+        # uvicorn's own bound answers in plain text; the protocol refuses in JSON instead.
+        limit_concurrency=None,
+    )
+
+
+def serve(settings: Settings) -> int:
+    """Serve until stopped; the process exit status (0 after a complete drain)."""
+    raise_open_file_limit()
+    config = uvicorn_config(settings)
+    if settings.workers > 1:
+        # uvicorn's supervisor spawns plain uvicorn.Server workers and cannot pickle the
+        # configured protocol class: only keep-alive, graceful and connection bounds apply.
+        logger.warning("WORKERS > 1: header limits, header timeout and the drain are off")
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level.lower(),
+            timeout_keep_alive=config.timeout_keep_alive,
+            timeout_graceful_shutdown=config.timeout_graceful_shutdown,
+            limit_concurrency=settings.max_connections,
+        )
+        return 0
+    server = DrainingServer(config, settings.shutdown_drain_s)
+    server.run()
+    return 0 if server.started else 3
+
+
+def raise_open_file_limit() -> None:
+    """Lift the soft open-file limit to the hard one, so MAX_CONNECTIONS is what binds."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        logger.info("open-file limit raised from %d to %d", soft, hard)
