@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from training.config import RunConfig, Switch
 from training.distributed import all_reduce_sum
 from training.metrics import Tally, update_tally
 
@@ -58,6 +59,18 @@ class Optimization(Updater):
     """An updater with the classifier's loss function."""
 
     criterion: nn.Module
+
+
+def step_settings(config: RunConfig, device: torch.device, channels_last: Switch) -> StepSettings:
+    """AMP (bf16 where supported, else fp16 with a scaler) and channels_last: `auto` = on CUDA."""
+    cuda = device.type == "cuda"
+    amp = config.amp == "on" or (config.amp == "auto" and cuda)
+    amp_dtype = None
+    if amp:
+        bf16 = not cuda or torch.cuda.is_bf16_supported()
+        amp_dtype = torch.bfloat16 if bf16 else torch.float16
+    memory = channels_last == "on" or (channels_last == "auto" and cuda)
+    return StepSettings(device, amp_dtype, memory, config.clip_grad_norm, config.progress)
 
 
 def require_finite(loss: torch.Tensor) -> None:

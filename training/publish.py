@@ -116,6 +116,14 @@ def machine_description(device: torch.device, world_size: int) -> dict[str, Any]
     }
 
 
+def log_to(path: Path) -> logging.Handler:
+    """Also write this run's log lines to the run folder."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
 def unique_run_dir(runs: Path, name: str) -> Path:
     """runs/<name>, or runs/<name>-2, -3, ... if taken."""
     candidate = runs / name
