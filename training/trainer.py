@@ -42,6 +42,7 @@ from training.models import SMALL_CNNS, create_classifier, make_input_spec
 from training.modules import NormalizedClassifier
 from training.publish import (
     Outcome,
+    claim_store_name,
     export_outcome,
     log_to,
     machine_description,
@@ -107,6 +108,7 @@ def train(
 ) -> RunResult:
     """Run the whole recipe; `resume` continues a checkpoint's run in `resume_dir`."""
     started = time.perf_counter()
+    config = claim_store_name(config)
     context = init_distributed(config.device)
     log_file: logging.Handler | None = None
     try:

@@ -46,7 +46,7 @@ from training.distributed import (
 from training.engine import StepSettings, Updater, step_settings
 from training.fit import EpochResult, FitTask, best_weights_on_disk, fit
 from training.models import IMAGENET_MEAN, IMAGENET_STD
-from training.publish import log_to, unique_run_dir
+from training.publish import claim_store_name, log_to, unique_run_dir
 from training.recipe import build_scheduler, create_optimizer, seed_epoch, seed_everything
 from training.report import write_json
 
@@ -63,6 +63,7 @@ def train_detector(
 ) -> Path | None:
     """Run the whole recipe; return the exported model folder (None with --no-export)."""
     started = time.perf_counter()
+    config = claim_store_name(config)
     context = init_distributed(config.device)
     log_file: logging.Handler | None = None
     try:
