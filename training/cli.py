@@ -85,7 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="evaluate an exported model folder")
     evaluate.add_argument("--model", type=Path, required=True, help="models/<name>")
     evaluate.add_argument("--data", required=True, help="DIR or builtin:fashion-mnist")
-    evaluate.add_argument("--split", default="test", help="split folder (default test)")
+    evaluate.add_argument(
+        "--split",
+        default="test",
+        help="test (default), val or train: the split folder, or in a folder without split "
+        "folders the split training drew (the card's recipe); all: every image",
+    )
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--workers", type=int, default=2)
     evaluate.add_argument("--json", type=Path, help="also write the metrics here")
