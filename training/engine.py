@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -127,9 +127,16 @@ def train_one_epoch(
     optimization: Optimization,
     settings: StepSettings,
     description: str,
+    *,
+    frozen: Sequence[nn.Module] = (),
 ) -> EpochStats:
-    """Train for one pass over `loader`, stepping the schedule every batch."""
+    """Train for one pass over `loader`, stepping the schedule every batch.
+
+    `frozen` modules run in eval mode: a frozen backbone keeps its batch-norm statistics too.
+    """
     model.train()
+    for module in frozen:
+        module.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=settings.device)  # loss, correct, count
     started = time.perf_counter()
     bar = tqdm(loader, desc=description, unit="batch", disable=not settings.progress, leave=False)

@@ -98,6 +98,7 @@ class Run:
     state: TrainState
     run_dir: Path
     best_weights: dict[str, torch.Tensor]
+    frozen: list[nn.Module]  # the backbone's layers, held in eval mode while it is frozen
 
 
 def train(
@@ -158,9 +159,10 @@ def _setup(
         unique_run_dir(config.runs, config.model_name) if context.is_main else None
     )
     best = best_weights_on_disk(resume_dir)
+    frozen = frozen_layers(model.backbone, head, config.freeze_backbone_epochs, context.is_main)
     return Run(
         config, context, data, report, spec, model, wrapped, head, source, loaders,
-        optimization, settings, state, broadcast_path(run_dir), best,
+        optimization, settings, state, broadcast_path(run_dir), best, frozen,
     )  # fmt: skip
 
 
@@ -186,6 +188,34 @@ def _build_model(
     if resume is not None:
         model.load_state_dict(resume.model)
     return model, spec, created.head, created.weights_source
+
+
+def frozen_layers(backbone: nn.Module, head: str, epochs: int, log: bool) -> list[nn.Module]:
+    """The backbone's layers outside the head, which --freeze-backbone-epochs holds still.
+
+    Their learning rate is zero for those epochs (training/recipe.py) and they run in eval
+    mode, so batch norm neither updates its running statistics nor normalises by the batch.
+    """
+    if epochs <= 0:
+        return []
+    layers = [
+        module
+        for name, module in backbone.named_modules()
+        if name and not any(module.children()) and not (name + ".").startswith(head + ".")
+    ]
+    norms = sum(isinstance(layer, nn.modules.batchnorm._BatchNorm) for layer in layers)
+    count = sum(p.numel() for layer in layers for p in layer.parameters())
+    if log:
+        logger.info(
+            "backbone frozen for %d epochs: %d layers (%d batch-norm in eval mode), %s "
+            "parameters; training %s only",
+            epochs,
+            len(layers),
+            norms,
+            f"{count:,}",
+            head,
+        )
+    return layers
 
 
 def _placeholder_statistics(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -222,8 +252,9 @@ def _fit(run: Run) -> None:
 
 def _run_epoch(run: Run, epoch: int, description: str) -> EpochResult:
     seed_epoch(run.loaders.sampler, run.loaders.train, run.config.seed, epoch, run.context.rank)
+    frozen = run.frozen if epoch < run.config.freeze_backbone_epochs else []
     stats = train_one_epoch(
-        run.wrapped, run.loaders.train, run.optimization, run.settings, description
+        run.wrapped, run.loaders.train, run.optimization, run.settings, description, frozen=frozen
     )
     broadcast_buffers(run.model)
     tally, _ = evaluate(run.model, run.loaders.val, len(run.data.classes), run.settings)

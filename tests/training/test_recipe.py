@@ -12,9 +12,11 @@ from tests.training.helpers import quick_config
 from training.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint
 from training.config import ConfigError, TrainConfig
 from training.distributed import EpochSampler, ShardSampler
+from training.engine import Optimization, StepSettings, train_one_epoch
 from training.models import create_classifier
 from training.modules import NormalizedClassifier
 from training.recipe import build_optimizer, build_scheduler, class_weights, lr_factor
+from training.trainer import frozen_layers
 
 
 def small_model() -> NormalizedClassifier:
@@ -153,3 +155,26 @@ def test_old_checkpoint_state_without_best_loss_loads() -> None:
     state = TrainState.from_dict(stored)
     assert state.best_loss == float("inf")
     assert _epoch(state, 0.5, 2.0) and state.best_epoch == 2
+
+
+def test_a_frozen_backbone_keeps_its_batch_norm_statistics(tmp_path: Path) -> None:
+    model = small_model()
+    frozen = frozen_layers(model.backbone, "fc", epochs=1, log=False)
+    head = {id(m) for m in model.backbone.fc.modules()}
+    assert frozen and not any(id(layer) in head for layer in frozen)
+    norms = [m for m in frozen if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms
+    before = [norm.running_mean.clone() for norm in norms]
+    config = quick_config("x", tmp_path)
+    optimizer = build_optimizer(model, "fc", config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    criterion = torch.nn.CrossEntropyLoss()
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    optimization = Optimization(optimizer, scheduler, scaler, criterion=criterion)
+    batch = (torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 0]), torch.arange(4))
+    settings = StepSettings(torch.device("cpu"), progress=False)
+    train_one_epoch(model, [batch], optimization, settings, "t", frozen=frozen)
+    assert all(torch.equal(a, norm.running_mean) for a, norm in zip(before, norms, strict=True))
+    train_one_epoch(model, [batch], optimization, settings, "t")
+    assert not all(torch.equal(a, norm.running_mean) for a, norm in zip(before, norms, strict=True))
+    assert frozen_layers(model.backbone, "fc", epochs=0, log=False) == []
