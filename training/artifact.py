@@ -17,8 +17,9 @@ from app.runtime.card import ModelCard
 from app.runtime.inference import split_outputs
 from app.runtime.loader import LoadedModel, load_model
 from app.runtime.preprocessing import draft_size, preprocess_image
-from training.data import LabeledImages, load_split
+from training.data import LabeledImages
 from training.datacheck import TRAINING_LIMITS, DatasetError
+from training.heldout import evaluation_split
 from training.metrics import ClassificationMetrics, Tally, compute_metrics, update_tally
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def evaluate_artifact(
 ) -> ArtifactEvaluation:
     """Load `model_dir` like the service and score it on `source`'s `split`."""
     loaded = load_classifier(model_dir)
-    classes, images = load_split(source, split, workers)
+    classes, images, split = evaluation_split(loaded.card, source, split, workers)
     targets = card_targets(classes, images.targets, loaded.card)
     outputs = model_outputs(
         loaded, images, targets, batch_size=batch_size, workers=workers, progress=progress

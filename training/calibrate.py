@@ -17,11 +17,11 @@ from app.runtime.loader import LoadedModel
 from app.runtime.openset import calibrated_probabilities
 from training.artifact import Outputs, card_targets, load_classifier, model_outputs
 from training.calibration import CalibrationData, DecisionGoals, fit_calibration
-from training.config import TrainConfig
-from training.data import LabeledImages, load_data
+from training.data import LabeledImages
 from training.datacheck import DatasetError
 from training.decision_plots import RELIABILITY_PNG, plot_reliability
 from training.export import rewrite_archive
+from training.heldout import splits_as_trained
 from training.unknowns import load_unknown, overlapping
 
 logger = logging.getLogger(__name__)
@@ -137,15 +137,7 @@ def held_out_from_source(
     The validation split is re-drawn with the fractions and seed the model's run recorded, so
     the held-out images are the ones training held out.
     """
-    recipe = (card.training or {}).get("recipe", {})
-    config = TrainConfig(
-        data=source,
-        val_fraction=recipe.get("val_fraction", 0.1),
-        test_fraction=recipe.get("test_fraction", 0.1),
-        seed=recipe.get("seed", 0),
-        workers=workers,
-    )
-    data, _ = load_data(config)
+    data = splits_as_trained(card, source, workers)
     if split == "val":
         held_out = data.val
     elif split == "test" and data.test is not None:

@@ -18,30 +18,41 @@ BEST = "best.pt"
 LAST = "last.pt"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainState:
     """Where a run is: the next epoch to train, the best result so far, the history."""
 
     epoch: int = 0
     step: int = 0
     best_score: float = float("-inf")
+    best_loss: float = float("inf")
     best_epoch: int = -1
     stale_epochs: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     wall_time_s: float = 0.0
 
-    def record_epoch(self, row: dict[str, float], score: float, steps_per_epoch: int) -> bool:
-        """Add a finished epoch (its row has `epoch` and `epoch_s`); True when it is the best."""
+    def record_epoch(
+        self, row: dict[str, float], score: float, steps_per_epoch: int, loss: float | None = None
+    ) -> bool:
+        """Add a finished epoch (its row has `epoch` and `epoch_s`); True when it is the best.
+
+        Best = the highest `score`; a tie goes to the lower `loss` (when the task has one), then
+        to the later epoch: on a small validation set top-1 ties often, and the first epoch to
+        reach a value is rarely the better model.
+        """
         self.history.append(row)
         self.epoch = int(row["epoch"])
         self.step = self.epoch * steps_per_epoch
         self.wall_time_s += row["epoch_s"]
-        improved = score > self.best_score
-        if improved:
-            self.best_score, self.best_epoch, self.stale_epochs = score, self.epoch - 1, 0
-        else:
-            self.stale_epochs += 1
-        return improved
+        tie_loss = float("inf") if loss is None else loss
+        tied = score == self.best_score
+        better = score > self.best_score or (tied and tie_loss < self.best_loss)
+        # An exact tie takes the later epoch but is no progress for early stopping.
+        self.stale_epochs = 0 if better else self.stale_epochs + 1
+        if better or (tied and tie_loss == self.best_loss):
+            self.best_score, self.best_loss, self.best_epoch = score, tie_loss, self.epoch - 1
+            return True
+        return False
 
     def patience_exhausted(self, patience: int) -> bool:
         """Early stopping: `patience` epochs (0 = never) without a new best."""
@@ -53,6 +64,7 @@ class TrainState:
             "epoch": self.epoch,
             "step": self.step,
             "best_score": self.best_score,
+            "best_loss": self.best_loss,
             "best_epoch": self.best_epoch,
             "stale_epochs": self.stale_epochs,
             "history": self.history,
@@ -61,11 +73,11 @@ class TrainState:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainState":
-        """Inverse of to_dict."""
+        """Inverse of to_dict; checkpoints written before the loss tie-break load as well."""
         return cls(**values)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Checkpoint:
     """The contents of best.pt / last.pt."""
 

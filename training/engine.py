@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from training.config import RunConfig, Switch
 from training.distributed import all_reduce_sum
 from training.metrics import Tally, update_tally
 
@@ -58,6 +59,18 @@ class Optimization(Updater):
     """An updater with the classifier's loss function."""
 
     criterion: nn.Module
+
+
+def step_settings(config: RunConfig, device: torch.device, channels_last: Switch) -> StepSettings:
+    """AMP (bf16 where supported, else fp16 with a scaler) and channels_last: `auto` = on CUDA."""
+    cuda = device.type == "cuda"
+    amp = config.amp == "on" or (config.amp == "auto" and cuda)
+    amp_dtype = None
+    if amp:
+        bf16 = not cuda or torch.cuda.is_bf16_supported()
+        amp_dtype = torch.bfloat16 if bf16 else torch.float16
+    memory = channels_last == "on" or (channels_last == "auto" and cuda)
+    return StepSettings(device, amp_dtype, memory, config.clip_grad_norm, config.progress)
 
 
 def require_finite(loss: torch.Tensor) -> None:
@@ -114,9 +127,16 @@ def train_one_epoch(
     optimization: Optimization,
     settings: StepSettings,
     description: str,
+    *,
+    frozen: Sequence[nn.Module] = (),
 ) -> EpochStats:
-    """Train for one pass over `loader`, stepping the schedule every batch."""
+    """Train for one pass over `loader`, stepping the schedule every batch.
+
+    `frozen` modules run in eval mode: a frozen backbone keeps its batch-norm statistics too.
+    """
     model.train()
+    for module in frozen:
+        module.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=settings.device)  # loss, correct, count
     started = time.perf_counter()
     bar = tqdm(loader, desc=description, unit="batch", disable=not settings.progress, leave=False)

@@ -1,18 +1,19 @@
 """A finished run's outputs: metrics and plots in the run folder, the model in the store."""
 
+import dataclasses
 import logging
 import os
 import platform
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
-from app.runtime.card import InputSpec, ModelCard
+from app.runtime.card import CARD_FILENAME, InputSpec, ModelCard, parse_stored_card
 from app.runtime.device import describe_device
-from training.config import TrainConfig
+from training.config import ConfigError, RunConfig, TrainConfig
 from training.data import DataSplits
 from training.datacheck import DatasetReport
 from training.engine import Mistake
@@ -33,6 +34,8 @@ from training.report import (
 from training.transforms import EvalPreset
 
 logger = logging.getLogger(__name__)
+
+ConfigT = TypeVar("ConfigT", bound=RunConfig)
 
 REPORT_FILES = (METRICS_JSON, CONFUSION_PNG, CURVES_PNG, MISCLASSIFIED_PNG)
 
@@ -104,6 +107,45 @@ def export_outcome(outcome: Outcome, model: NormalizedClassifier, head: str, run
     return directory
 
 
+def claim_store_name(config: ConfigT) -> ConfigT:
+    """Refuse to replace models/<name> unless --overwrite; then give the new card a newer version.
+
+    Checked before training, so hours of work never end in a silent overwrite or a refusal.
+    """
+    directory = config.store / config.model_name
+    if not config.export or not directory.exists():
+        return config
+    card_file = directory / CARD_FILENAME
+    existing = parse_stored_card(card_file.read_text()).version if card_file.is_file() else None
+    version = next_version(existing, config.model_version)
+    if not config.overwrite:
+        raise ConfigError(
+            f"{directory} already holds {config.model_name} {existing or '(no card)'}; pass "
+            f"--overwrite to replace it (as version {version}), or choose another --name"
+        )
+    if version != config.model_version:
+        logger.info("replacing %s %s with version %s", config.model_name, existing, version)
+    return dataclasses.replace(config, model_version=version)
+
+
+def next_version(existing: str | None, wanted: str) -> str:
+    """`wanted`, unless the existing version is not older: then the existing one, bumped."""
+    if existing is None:
+        return wanted
+    old, new = _version_key(existing), _version_key(wanted)
+    if old is None or new is None:
+        return wanted if wanted != existing else f"{existing}.1"
+    if new > old:
+        return wanted
+    parts = existing.split(".")
+    return ".".join([*parts[:-1], str(int(parts[-1]) + 1)])
+
+
+def _version_key(version: str) -> tuple[int, ...] | None:
+    parts = version.split(".")
+    return tuple(int(part) for part in parts) if all(p.isdigit() for p in parts) else None
+
+
 def machine_description(device: torch.device, world_size: int) -> dict[str, Any]:
     """Where the run happened, for the card."""
     return {
@@ -114,6 +156,14 @@ def machine_description(device: torch.device, world_size: int) -> dict[str, Any]
         "processes": world_size,
         "platform": platform.platform(),
     }
+
+
+def log_to(path: Path) -> logging.Handler:
+    """Also write this run's log lines to the run folder."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
 
 
 def unique_run_dir(runs: Path, name: str) -> Path:

@@ -10,6 +10,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from app.runtime.card import InputSpec
 from app.runtime.preprocessing import draft_size
-from training.config import TrainConfig
+from training.config import RunConfig, TrainConfig
 from training.data import ImageDataset, LabeledImages
 from training.distributed import DistContext, EpochSampler, ShardSampler
 from training.transforms import EvalPreset, TrainPreset, choose_augment
@@ -27,7 +28,7 @@ Loader = DataLoader[tuple[torch.Tensor, int, int]]
 
 
 def build_optimizer(model: nn.Module, head: str, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW or SGD; no weight decay on biases and norm layers; backbone and head groups."""
+    """A classifier's optimizer: no weight decay on biases and norms; backbone and head groups."""
     groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
         part = "head" if name.startswith(f"backbone.{head}.") else "backbone"
@@ -36,6 +37,13 @@ def build_optimizer(model: nn.Module, head: str, config: TrainConfig) -> torch.o
         {"params": params, "part": part, "weight_decay": config.weight_decay if decay else 0.0}
         for (part, decay), params in sorted(groups.items())
     ]
+    return create_optimizer(param_groups, config)
+
+
+def create_optimizer(
+    param_groups: list[dict[str, Any]], config: RunConfig
+) -> torch.optim.Optimizer:
+    """AdamW, or SGD with Nesterov momentum, over the task's parameter groups."""
     if config.optimizer == "sgd":
         return torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum, nesterov=True)
     return torch.optim.AdamW(param_groups, lr=config.lr)
@@ -50,12 +58,19 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) 
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int, step: int
+    optimizer: torch.optim.Optimizer,
+    config: RunConfig,
+    steps_per_epoch: int,
+    step: int,
+    frozen_epochs: int = 0,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step schedule positioned at `step` (0 for a fresh run)."""
+    """Per-step schedule positioned at `step` (0 for a fresh run).
+
+    Groups whose `part` is "backbone" get a zero factor for the first `frozen_epochs`.
+    """
     total = config.epochs * steps_per_epoch
     warmup = round(config.warmup_epochs * steps_per_epoch)
-    frozen_until = config.freeze_backbone_epochs * steps_per_epoch
+    frozen_until = frozen_epochs * steps_per_epoch
 
     def schedule_for(part: str) -> Callable[[int], float]:
         def factor(s: int) -> float:
@@ -65,7 +80,7 @@ def build_scheduler(
 
         return factor
 
-    lambdas = [schedule_for(group["part"]) for group in optimizer.param_groups]
+    lambdas = [schedule_for(group.get("part", "")) for group in optimizer.param_groups]
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", group["lr"])
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas, last_epoch=step - 1)
@@ -144,14 +159,15 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def seed_epoch(loaders: Loaders, seed: int, epoch: int, rank: int) -> None:
+def seed_epoch(
+    sampler: EpochSampler, loader: DataLoader[Any], seed: int, epoch: int, rank: int
+) -> None:
     """Make an epoch's order and augmentation a function of (seed, epoch, rank) alone.
 
     That is what lets a resumed run repeat, image for image, what an uninterrupted one does.
     """
-    loaders.sampler.set_epoch(epoch)
+    sampler.set_epoch(epoch)
     epoch_seed = (seed * 1_000_003 + epoch * 1009 + rank) % 2**63
     torch.manual_seed(epoch_seed)
-    generator = loaders.train.generator
-    if generator is not None:
-        generator.manual_seed(epoch_seed)
+    if loader.generator is not None:
+        loader.generator.manual_seed(epoch_seed)

@@ -17,14 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from app.runtime.card import InputSpec
 from training.calibrate import CalibrationRun, calibrate, unknown_from_source
 from training.calibration import DecisionGoals
-from training.checkpoint import (
-    BEST,
-    LAST,
-    Checkpoint,
-    TrainState,
-    save_checkpoint,
-    weights_on_cpu,
-)
+from training.checkpoint import Checkpoint, TrainState, weights_on_cpu
 from training.config import TrainConfig
 from training.data import DataSplits, load_data
 from training.datacheck import DatasetError, DatasetReport, format_report
@@ -36,13 +29,22 @@ from training.distributed import (
     close_distributed,
     init_distributed,
 )
-from training.engine import Optimization, StepSettings, evaluate, train_one_epoch
+from training.engine import (
+    Optimization,
+    StepSettings,
+    evaluate,
+    step_settings,
+    train_one_epoch,
+)
+from training.fit import EpochResult, FitTask, best_weights_on_disk, fit
 from training.metrics import ClassificationMetrics, compute_metrics, format_metrics
 from training.models import SMALL_CNNS, create_classifier, make_input_spec
 from training.modules import NormalizedClassifier
 from training.publish import (
     Outcome,
+    claim_store_name,
     export_outcome,
+    log_to,
     machine_description,
     unique_run_dir,
     write_outputs,
@@ -57,7 +59,7 @@ from training.recipe import (
     seed_epoch,
     seed_everything,
 )
-from training.report import RESULTS_CSV, run_record, write_json, write_results_csv
+from training.report import run_record, write_json
 from training.transforms import EvalPreset, channel_statistics
 
 logger = logging.getLogger(__name__)
@@ -96,6 +98,7 @@ class Run:
     state: TrainState
     run_dir: Path
     best_weights: dict[str, torch.Tensor]
+    frozen: list[nn.Module]  # the backbone's layers, held in eval mode while it is frozen
 
 
 def train(
@@ -106,12 +109,13 @@ def train(
 ) -> RunResult:
     """Run the whole recipe; `resume` continues a checkpoint's run in `resume_dir`."""
     started = time.perf_counter()
+    config = claim_store_name(config)
     context = init_distributed(config.device)
     log_file: logging.Handler | None = None
     try:
         run = _setup(config, context, resume, resume_dir)
         if context.is_main:
-            log_file = _log_to(run.run_dir / "train.log")
+            log_file = log_to(run.run_dir / "train.log")
         _fit(run)
         return _finish(run, command, time.perf_counter() - started)
     finally:
@@ -119,14 +123,6 @@ def train(
             logging.getLogger().removeHandler(log_file)
             log_file.close()
         close_distributed()
-
-
-def _log_to(path: Path) -> logging.Handler:
-    """Also write this run's log lines to the run folder."""
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    return handler
 
 
 def _setup(
@@ -137,7 +133,7 @@ def _setup(
     seed_everything(config.seed, config.deterministic)
     data, report = load_data(config)
     model, spec, head, source = _build_model(config, data, resume)
-    settings = _step_settings(config, context.device)
+    settings = step_settings(config, context.device, config.channels_last)
     model.to(context.device)
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -154,16 +150,19 @@ def _setup(
         scaler.load_state_dict(resume.scaler)
         state = resume.state
         state.stale_epochs = 0  # a resumed run gets a fresh patience
-    scheduler = build_scheduler(optimizer, config, len(loaders.train), state.step)
+    scheduler = build_scheduler(
+        optimizer, config, len(loaders.train), state.step, config.freeze_backbone_epochs
+    )
     criterion = build_criterion(data.train.targets, len(data.classes), config, context.device)
     optimization = Optimization(optimizer, scheduler, scaler, criterion=criterion)
     run_dir = resume_dir or (
         unique_run_dir(config.runs, config.model_name) if context.is_main else None
     )
-    best = _best_weights(model, resume_dir)
+    best = best_weights_on_disk(resume_dir)
+    frozen = frozen_layers(model.backbone, head, config.freeze_backbone_epochs, context.is_main)
     return Run(
         config, context, data, report, spec, model, wrapped, head, source, loaders,
-        optimization, settings, state, broadcast_path(run_dir), best,
+        optimization, settings, state, broadcast_path(run_dir), best, frozen,
     )  # fmt: skip
 
 
@@ -191,6 +190,34 @@ def _build_model(
     return model, spec, created.head, created.weights_source
 
 
+def frozen_layers(backbone: nn.Module, head: str, epochs: int, log: bool) -> list[nn.Module]:
+    """The backbone's layers outside the head, which --freeze-backbone-epochs holds still.
+
+    Their learning rate is zero for those epochs (training/recipe.py) and they run in eval
+    mode, so batch norm neither updates its running statistics nor normalises by the batch.
+    """
+    if epochs <= 0:
+        return []
+    layers = [
+        module
+        for name, module in backbone.named_modules()
+        if name and not any(module.children()) and not (name + ".").startswith(head + ".")
+    ]
+    norms = sum(isinstance(layer, nn.modules.batchnorm._BatchNorm) for layer in layers)
+    count = sum(p.numel() for layer in layers for p in layer.parameters())
+    if log:
+        logger.info(
+            "backbone frozen for %d epochs: %d layers (%d batch-norm in eval mode), %s "
+            "parameters; training %s only",
+            epochs,
+            len(layers),
+            norms,
+            f"{count:,}",
+            head,
+        )
+    return layers
+
+
 def _placeholder_statistics(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return (0.5,) * channels, (0.25,) * channels
 
@@ -202,70 +229,52 @@ def _sample(data: DataSplits, spec: InputSpec) -> list[torch.Tensor]:
     return [preset(data.train.load(i)) for i in range(0, len(data.train), stride)]
 
 
-def _step_settings(config: TrainConfig, device: torch.device) -> StepSettings:
-    cuda = device.type == "cuda"
-    amp = config.amp == "on" or (config.amp == "auto" and cuda)
-    amp_dtype = None
-    if amp:
-        bf16 = not cuda or torch.cuda.is_bf16_supported()
-        amp_dtype = torch.bfloat16 if bf16 else torch.float16
-    channels_last = config.channels_last == "on" or (config.channels_last == "auto" and cuda)
-    return StepSettings(device, amp_dtype, channels_last, config.clip_grad_norm, config.progress)
-
-
-def _best_weights(model: nn.Module, resume_dir: Path | None) -> dict[str, torch.Tensor]:
-    if resume_dir is not None and (resume_dir / BEST).is_file():
-        saved = torch.load(resume_dir / BEST, map_location="cpu", weights_only=True)
-        return dict(saved["model"])
-    return weights_on_cpu(model)
-
-
 def _fit(run: Run) -> None:
-    config = run.config
     if run.context.is_main:
         logger.info("%s\nsplits: %s", format_report(run.dataset_report), run.data.split_note)
-        (run.run_dir / "config.json").write_text(config.to_json())
+        (run.run_dir / "config.json").write_text(run.config.to_json())
         write_json(run.dataset_report.to_dict(), run.run_dir / "dataset.json")
-    for epoch in range(run.state.epoch, config.epochs):
-        started = time.perf_counter()
-        seed_epoch(run.loaders, config.seed, epoch, run.context.rank)
-        description = f"epoch {epoch + 1}/{config.epochs}"
-        stats = train_one_epoch(
-            run.wrapped, run.loaders.train, run.optimization, run.settings, description
-        )
-        broadcast_buffers(run.model)
-        tally, _ = evaluate(run.model, run.loaders.val, len(run.data.classes), run.settings)
-        val = compute_metrics(tally, run.data.classes)
-        row = {
-            "epoch": epoch + 1, "train_loss": stats.loss, "train_top1": stats.top1,
-            "val_loss": val.loss, "val_top1": val.top1, "val_top5": val.top5,
-            "val_macro_f1": val.macro_f1, "lr": run.optimization.optimizer.param_groups[-1]["lr"],
-            "train_s": stats.seconds, "images_per_s": stats.images_per_s,
-            "epoch_s": time.perf_counter() - started,
-        }  # fmt: skip
-        if _record(run, epoch, row, val.top1):
-            logger.info("early stop: val top-1 has not improved for %d epochs", config.patience)
-            break
+    task = FitTask(
+        model=run.model,
+        state=run.state,
+        epochs=run.config.epochs,
+        patience=run.config.patience,
+        score_name="val top-1",
+        steps_per_epoch=len(run.loaders.train),
+        run_dir=run.run_dir,
+        is_main=run.context.is_main,
+        run_epoch=lambda epoch, description: _run_epoch(run, epoch, description),
+        checkpoint=lambda: _checkpoint(run),
+        best_weights=run.best_weights,
+    )
+    run.best_weights = fit(task)
 
 
-def _record(run: Run, epoch: int, row: dict[str, float], score: float) -> bool:
-    """Update history and checkpoints; True when early stopping says stop."""
-    state = run.state
-    improved = state.record_epoch(row, score, len(run.loaders.train))
-    if improved:
-        run.best_weights = weights_on_cpu(run.model)
-    if run.context.is_main:
-        logger.info(
-            "epoch %d: train loss %.4f top-1 %.4f | val loss %.4f top-1 %.4f | %.0f img/s%s",
-            epoch + 1, row["train_loss"], row["train_top1"], row["val_loss"], row["val_top1"],
-            row["images_per_s"], " *" if improved else "",
-        )  # fmt: skip
-        checkpoint = _checkpoint(run)
-        save_checkpoint(checkpoint, run.run_dir / LAST)
-        if improved:
-            save_checkpoint(checkpoint, run.run_dir / BEST)
-        write_results_csv(state.history, run.run_dir / RESULTS_CSV)
-    return state.patience_exhausted(run.config.patience)
+def _run_epoch(run: Run, epoch: int, description: str) -> EpochResult:
+    seed_epoch(run.loaders.sampler, run.loaders.train, run.config.seed, epoch, run.context.rank)
+    frozen = run.frozen if epoch < run.config.freeze_backbone_epochs else []
+    stats = train_one_epoch(
+        run.wrapped, run.loaders.train, run.optimization, run.settings, description, frozen=frozen
+    )
+    broadcast_buffers(run.model)
+    tally, _ = evaluate(run.model, run.loaders.val, len(run.data.classes), run.settings)
+    val = compute_metrics(tally, run.data.classes)
+    row = {
+        "train_loss": stats.loss,
+        "train_top1": stats.top1,
+        "val_loss": val.loss,
+        "val_top1": val.top1,
+        "val_top5": val.top5,
+        "val_macro_f1": val.macro_f1,
+        "lr": run.optimization.optimizer.param_groups[-1]["lr"],
+        "train_s": stats.seconds,
+        "images_per_s": stats.images_per_s,
+    }
+    summary = (
+        f"train loss {stats.loss:.4f} top-1 {stats.top1:.4f} | val loss {val.loss:.4f} "
+        f"top-1 {val.top1:.4f} | {stats.images_per_s:.0f} img/s"
+    )
+    return EpochResult(row=row, score=val.top1, loss=val.loss, summary=summary)
 
 
 def _checkpoint(run: Run) -> Checkpoint:

@@ -69,7 +69,8 @@ COLOURS = {5: (220, 20, 20), 9: (20, 40, 220)}
 def write_coco(root: Path, split: str, count: int, size: tuple[int, int] = (120, 90)) -> None:
     """Grey images with one red and (every other image) one blue rectangle, as COCO JSON."""
     (root / split).mkdir(parents=True, exist_ok=True)
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     generator = torch.Generator().manual_seed(count)
     width, height = size
     for index in range(count):

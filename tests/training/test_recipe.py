@@ -12,9 +12,11 @@ from tests.training.helpers import quick_config
 from training.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint
 from training.config import ConfigError, TrainConfig
 from training.distributed import EpochSampler, ShardSampler
+from training.engine import Optimization, StepSettings, train_one_epoch
 from training.models import create_classifier
 from training.modules import NormalizedClassifier
 from training.recipe import build_optimizer, build_scheduler, class_weights, lr_factor
+from training.trainer import frozen_layers
 
 
 def small_model() -> NormalizedClassifier:
@@ -48,7 +50,7 @@ def test_sgd_is_nesterov(tmp_path: Path) -> None:
 def test_frozen_backbone_has_zero_learning_rate_for_its_epochs(tmp_path: Path) -> None:
     config = quick_config("x", tmp_path, epochs=4, freeze_backbone_epochs=1, warmup_epochs=0)
     optimizer = build_optimizer(small_model(), "fc", config)
-    scheduler = build_scheduler(optimizer, config, steps_per_epoch=5, step=0)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch=5, step=0, frozen_epochs=1)
     rates = {group["part"]: group["lr"] for group in optimizer.param_groups}
     assert rates == {"backbone": 0.0, "head": pytest.approx(config.lr)}
     for _ in range(5):
@@ -103,9 +105,15 @@ def test_checkpoint_round_trips_with_weights_only(tmp_path: Path) -> None:
     optimizer = build_optimizer(model, "fc", quick_config("x", tmp_path))
     state = TrainState(epoch=2, step=20, best_score=0.5, history=[{"epoch": 1.0}])
     checkpoint = Checkpoint(
-        model.state_dict(), optimizer.state_dict(), {}, state, {"epochs": 3}, "smallcnn",
-        ("a", "b", "c"), {"resize_size": 28},
-    )  # fmt: skip
+        model=model.state_dict(),
+        optimizer=optimizer.state_dict(),
+        scaler={},
+        state=state,
+        config={"epochs": 3},
+        arch="smallcnn",
+        labels=("a", "b", "c"),
+        input_spec={"resize_size": 28},
+    )
     save_checkpoint(checkpoint, tmp_path / "last.pt")
     torch.load(tmp_path / "last.pt", weights_only=True)
     loaded = load_checkpoint(tmp_path / "last.pt")
@@ -122,3 +130,52 @@ def test_config_validates_and_round_trips() -> None:
     with pytest.raises(ConfigError, match="unknown configuration keys: colour"):
         TrainConfig.from_dict(config.to_dict() | {"colour": "red"})
     assert TrainConfig(data="/data/My Shoes/").model_name == "my-shoes"
+
+
+def _epoch(state: TrainState, score: float, loss: float | None) -> bool:
+    return state.record_epoch({"epoch": state.epoch + 1.0, "epoch_s": 1.0}, score, 10, loss)
+
+
+def test_best_epoch_breaks_top1_ties_by_val_loss_then_the_later_epoch() -> None:
+    state = TrainState()
+    assert _epoch(state, 0.5, 1.2)  # epoch 1: first is best
+    assert _epoch(state, 0.5, 0.9)  # same top-1, lower loss: better
+    assert not _epoch(state, 0.5, 1.0)  # same top-1, higher loss: not better
+    assert state.best_epoch == 1 and state.stale_epochs == 1
+    assert _epoch(state, 0.5, 0.9)  # an exact tie goes to the later epoch...
+    assert state.best_epoch == 3 and state.stale_epochs == 2  # ...but is no progress
+    assert not _epoch(state, 0.4, 0.1)  # lower top-1 loses whatever its loss
+    assert _epoch(state, 0.6, 5.0) and state.stale_epochs == 0
+    assert state.best_score == 0.6 and state.best_loss == 5.0
+
+
+def test_old_checkpoint_state_without_best_loss_loads() -> None:
+    stored = {"epoch": 2, "step": 20, "best_score": 0.5, "best_epoch": 1, "stale_epochs": 0,
+              "history": [], "wall_time_s": 3.0}  # fmt: skip
+    state = TrainState.from_dict(stored)
+    assert state.best_loss == float("inf")
+    assert _epoch(state, 0.5, 2.0) and state.best_epoch == 2
+
+
+def test_a_frozen_backbone_keeps_its_batch_norm_statistics(tmp_path: Path) -> None:
+    model = small_model()
+    frozen = frozen_layers(model.backbone, "fc", epochs=1, log=False)
+    head = {id(m) for m in model.backbone.get_submodule("fc").modules()}
+    assert frozen and not any(id(layer) in head for layer in frozen)
+    norms = [m for m in frozen if isinstance(m, torch.nn.BatchNorm2d)]
+    means = [norm.running_mean for norm in norms if norm.running_mean is not None]
+    assert norms
+    before = [mean.clone() for mean in means]
+    config = quick_config("x", tmp_path)
+    optimizer = build_optimizer(model, "fc", config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    criterion = torch.nn.CrossEntropyLoss()
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    optimization = Optimization(optimizer, scheduler, scaler, criterion=criterion)
+    batch = (torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 0]), torch.arange(4))
+    settings = StepSettings(torch.device("cpu"), progress=False)
+    train_one_epoch(model, [batch], optimization, settings, "t", frozen=frozen)
+    assert all(torch.equal(a, mean) for a, mean in zip(before, means, strict=True))
+    train_one_epoch(model, [batch], optimization, settings, "t")
+    assert not all(torch.equal(a, mean) for a, mean in zip(before, means, strict=True))
+    assert frozen_layers(model.backbone, "fc", epochs=0, log=False) == []

@@ -1,42 +1,32 @@
-"""The detection side of `python -m training train|evaluate`, called from training/cli.py."""
+"""The detection side of `python -m training train|check|evaluate`."""
 
 import argparse
-import dataclasses
 import json
-import shlex
 from pathlib import Path
 from typing import Any
 
 from app.runtime.card import CARD_FILENAME, parse_stored_card
-from training.checkpoint import load_checkpoint
-from training.config import ConfigError
 from training.detection.artifact import evaluate_detector
 from training.detection.config import DetectionTrainConfig
-from training.detection.data import SCENES, is_coco_source, resolve_source
+from training.detection.data import resolve_source
 from training.detection.datacheck import check_detection_data, format_report, validate_detection
 from training.detection.metrics import format_detection_metrics
-from training.detection.models import DETECTOR_ARCHS
-from training.detection.trainer import train_detector
-
-# Options a resumed run may change; everything else comes from the checkpoint.
-_RESUME_OVERRIDES = ("epochs", "patience", "workers", "device", "threads", "progress", "export")
 
 
-def add_detection_options(parser: argparse.ArgumentParser) -> None:
-    """Options only detectors use, added to the `train` subcommand."""
+def add_detection_options(parser: argparse.ArgumentParser, defaults: DetectionTrainConfig) -> None:
+    """The `train` options only detectors have (help shows the detector defaults)."""
     group = parser.add_argument_group("detection (COCO data, builtin:scenes or a detector --arch)")
-    group.add_argument("--scenes", type=int, help="builtin:scenes training scenes (default 2000)")
-    group.add_argument("--score-threshold", type=float, help="the card's default (0.5)")
-    group.add_argument("--fpn-channels", type=int, help="feature pyramid width (128)")
-    group.add_argument("--trainable-layers", type=int, help="backbone stages trained, 1-5 (3)")
-    group.add_argument("--max-images", type=int, help="train on the first N images (smoke tests)")
-
-
-def is_detection(args: argparse.Namespace) -> bool:
-    """Whether a `train` command is about a detector: its arch, its data or its checkpoint."""
-    if args.resume is not None:
-        return bool(load_checkpoint(args.resume).extra.get("task") == "detect")
-    return args.arch in DETECTOR_ARCHS or (bool(args.data) and is_coco_source(args.data))
+    add = group.add_argument
+    add("--image-size", type=int, help=f"longer side (default {defaults.image_size})")
+    add("--scenes", type=int, help=f"builtin:scenes training scenes (default {defaults.scenes})")
+    add("--score-threshold", type=float, help=f"the card's default ({defaults.score_threshold})")
+    add("--fpn-channels", type=int, help=f"feature pyramid width ({defaults.fpn_channels})")
+    add(
+        "--trainable-layers",
+        type=int,
+        help=f"backbone stages trained, 1-5 ({defaults.trainable_layers})",
+    )
+    add("--max-images", type=int, help="train on the first N images (smoke tests)")
 
 
 def check_detection(args: argparse.Namespace) -> int:
@@ -45,46 +35,6 @@ def check_detection(args: argparse.Namespace) -> int:
     print(format_report(checked.report))
     validate_detection(checked.report)
     return 0
-
-
-def train_detection(arguments: list[str]) -> int:
-    """Parse the `train` arguments with detection defaults and run (or resume) the recipe."""
-    args, _ = _train_parser().parse_known_args(arguments[1:])
-    command = "python -m training " + shlex.join(arguments)
-    given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
-    if args.resume is not None:
-        checkpoint = load_checkpoint(args.resume)
-        overrides = {k: given[k] for k in _RESUME_OVERRIDES if k in given}
-        config = DetectionTrainConfig.from_dict(checkpoint.config | overrides)
-        train_detector(config, command, checkpoint, args.resume.parent)
-        return 0
-    if not args.data:
-        raise ConfigError(f"--data is required (a COCO folder or {SCENES})")
-    fields = {f.name for f in dataclasses.fields(DetectionTrainConfig)}
-    config = DetectionTrainConfig(**{k: v for k, v in given.items() if k in fields})
-    train_detector(config, command)
-    return 0
-
-
-def _train_parser() -> argparse.ArgumentParser:
-    """Only options the user gave count; DetectionTrainConfig supplies the other defaults."""
-    parser = argparse.ArgumentParser(prog="python -m training train", add_help=False)
-    add = parser.add_argument
-    for option in ("--data", "--arch", "--weights", "--name", "--model-version", "--optimizer",
-                   "--device", "--amp"):  # fmt: skip
-        add(option)
-    for option in ("--image-size", "--scenes", "--max-images", "--workers", "--fpn-channels",
-                   "--trainable-layers", "--epochs", "--batch-size", "--patience", "--threads",
-                   "--seed"):  # fmt: skip
-        add(option, type=int)
-    for option in ("--score-threshold", "--lr", "--weight-decay", "--momentum",
-                   "--warmup-epochs", "--min-lr-ratio", "--clip-grad-norm"):  # fmt: skip
-        add(option, type=float)
-    for option in ("--resume", "--runs", "--store"):
-        add(option, type=Path)
-    add("--no-export", dest="export", action="store_const", const=False)
-    add("--no-progress", dest="progress", action="store_const", const=False)
-    return parser
 
 
 def is_detector_folder(model_dir: Path) -> bool:

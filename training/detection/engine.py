@@ -10,6 +10,7 @@ from torch import nn
 from tqdm import tqdm
 
 from training.detection.data import Target
+from training.distributed import all_reduce_sum
 from training.engine import (
     StepSettings,
     Throughput,
@@ -60,7 +61,16 @@ def train_one_epoch(
         if step % _POSTFIX_EVERY == 0:
             lr = optimization.optimizer.param_groups[0]["lr"]
             bar.set_postfix(loss=f"{sums['loss'] / images_seen:.4f}", lr=f"{lr:.2e}")
-    means = {name: total / max(images_seen, 1) for name, total in sums.items()}
+    # Under DDP the epoch's numbers are the whole world's: sum every rank's sums and images.
+    names = sorted(sums)
+    totals = all_reduce_sum(
+        torch.tensor([images_seen, *(sums[n] for n in names)], dtype=torch.float64)
+    )
+    images_seen = int(totals[0])
+    means = {
+        name: float(total) / max(images_seen, 1)
+        for name, total in zip(names, totals[1:], strict=True)
+    }
     loss_mean = means.pop("loss", float("nan"))
     return DetectionEpochStats(loss_mean, means, images_seen, time.perf_counter() - started)
 

@@ -4,7 +4,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -12,11 +12,9 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from training.detection.metrics import RECALL_POINTS, DetectionMetrics, format_detection_metrics
+from training.detection.run import DetectionRun
 from training.publish import machine_description
 from training.report import METRICS_JSON, RESULTS_CSV, run_record, write_json
-
-if TYPE_CHECKING:
-    from training.detection.trainer import DetectionRun
 
 logger = logging.getLogger(__name__)
 
@@ -26,14 +24,16 @@ CURVES_PNG = "curves.png"
 REPORT_FILES = (METRICS_JSON, RESULTS_CSV, PR_CURVE_PNG, PREDICTIONS_PNG, CURVES_PNG)
 _GRID_IMAGES = 12
 
-Evaluator = Callable[["DetectionRun", str], tuple[DetectionMetrics, list[dict[str, Any]]]]
+Evaluator = Callable[[DetectionRun, str], tuple[DetectionMetrics, list[dict[str, Any]]]]
 
 
-def finish_run(run: "DetectionRun", command: str, total_s: float, evaluate: Evaluator) -> None:
-    """Score the best weights on test (or val) and write metrics.json and the plots."""
+def finish_run(run: DetectionRun, command: str, total_s: float, evaluate: Evaluator) -> None:
+    """Score the best weights on test (or val) (all ranks); rank 0 writes metrics.json, plots."""
     split = "test" if "test" in run.splits else "val"
     final, detections = evaluate(run, split)
     best_val, _ = evaluate(run, "val")
+    if not run.context.is_main:
+        return
     logger.info("%s", format_detection_metrics(final, f"best epoch on {split}"))
     training = training_record(run, command, total_s)
     dataset = run.config.data
@@ -53,12 +53,12 @@ def finish_run(run: "DetectionRun", command: str, total_s: float, evaluate: Eval
     )  # fmt: skip
 
 
-def training_record(run: "DetectionRun", command: str, total_s: float) -> dict[str, Any]:
+def training_record(run: DetectionRun, command: str, total_s: float) -> dict[str, Any]:
     """What the card says about how the model was made."""
     return {
         **run_record(run.state, command, total_s, speed_digits=2),
         "weights": f"{run.config.weights} (MobileNet_V2_Weights.IMAGENET1K_V1 backbone)",
-        "machine": machine_description(run.settings.device, 1),
+        "machine": machine_description(run.settings.device, run.context.world_size),
         "data": {"source": run.config.data,
                  "counts": {name: len(s.images) for name, s in run.splits.items()},
                  "unreadable_files": len(run.dataset_report.unreadable),

@@ -1,29 +1,27 @@
-"""The detector run: data, model, epochs with validation mAP and early stopping, test, export."""
+"""The detector run: data, model, epochs with validation mAP and early stopping, test, export.
+
+Under torchrun every rank trains its shard of each epoch (DistributedDataParallel) and predicts
+its shard of each evaluation; the detections are gathered so every rank scores the same mAP.
+Only rank 0 writes the run folder and exports.
+"""
 
 import copy
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from app.runtime.card import InputSpec, Normalization
-from app.runtime.device import resolve_device
-from training.checkpoint import (
-    BEST,
-    LAST,
-    Checkpoint,
-    TrainState,
-    save_checkpoint,
-    weights_on_cpu,
-)
+from training.checkpoint import Checkpoint, TrainState, weights_on_cpu
 from training.detection.config import DetectionTrainConfig
 from training.detection.data import CocoSplit, ServedImages, TrainImages, collate, resolve_source
 from training.detection.datacheck import (
     CheckedDetectionData,
-    DetectionReport,
     check_detection_data,
     format_report,
     validate_detection,
@@ -33,58 +31,65 @@ from training.detection.metrics import DetectionMetrics, coco_metrics
 from training.detection.models import DetectorConfig, ScriptableDetector, create_detector
 from training.detection.publish import export_run
 from training.detection.report import finish_run
+from training.detection.run import DetectionRun, TrainLoader
 from training.detection.scenes import SceneConfig
-from training.engine import StepSettings, Updater
+from training.distributed import (
+    DistContext,
+    EpochSampler,
+    ShardSampler,
+    barrier,
+    broadcast_path,
+    close_distributed,
+    gather_lists,
+    init_distributed,
+)
+from training.engine import StepSettings, Updater, step_settings
+from training.fit import EpochResult, FitTask, best_weights_on_disk, fit
 from training.models import IMAGENET_MEAN, IMAGENET_STD
-from training.publish import unique_run_dir
-from training.recipe import lr_factor, seed_everything
-from training.report import RESULTS_CSV, write_json, write_results_csv
+from training.publish import claim_store_name, log_to, unique_run_dir
+from training.recipe import build_scheduler, create_optimizer, seed_epoch, seed_everything
+from training.report import write_json
 
 logger = logging.getLogger(__name__)
 
 _PARITY_IMAGES = 4
 
 
-@dataclass
-class DetectionRun:
-    """Everything one detector training process holds."""
-
-    config: DetectionTrainConfig
-    splits: dict[str, CocoSplit]
-    dataset_report: DetectionReport
-    spec: InputSpec
-    detector_config: DetectorConfig
-    module: ScriptableDetector
-    loader: DataLoader[tuple[torch.Tensor, dict[str, torch.Tensor]]]
-    optimization: Updater
-    settings: StepSettings
-    state: TrainState
-    run_dir: Path
-    best_weights: dict[str, torch.Tensor]
-
-
 def train_detector(
-    config: DetectionTrainConfig, command: str, resume: Checkpoint | None = None,
+    config: DetectionTrainConfig,
+    command: str,
+    resume: Checkpoint | None = None,
     resume_dir: Path | None = None,
-) -> Path | None:  # fmt: skip
+) -> Path | None:
     """Run the whole recipe; return the exported model folder (None with --no-export)."""
     started = time.perf_counter()
-    run = _setup(config, resume, resume_dir)
-    handler = logging.FileHandler(run.run_dir / "train.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
+    config = claim_store_name(config)
+    context = init_distributed(config.device)
+    log_file: logging.Handler | None = None
     try:
+        run = _setup(config, context, resume, resume_dir)
+        if context.is_main:
+            log_file = log_to(run.run_dir / "train.log")
         _fit(run)
         run.module.load_state_dict(run.best_weights)
-        finish_run(run, command, time.perf_counter() - started, evaluate_split)
-        if not config.export:
-            return None
-        served = ServedImages(run.splits["val"], run.spec)
-        images = [served[i][0] for i in range(min(_PARITY_IMAGES, len(served)))]
-        return export_run(run.run_dir, config.store, images)
+        model_dir = _finish(run, command, time.perf_counter() - started)
+        barrier()
+        return model_dir
     finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+        if log_file is not None:
+            logging.getLogger().removeHandler(log_file)
+            log_file.close()
+        close_distributed()
+
+
+def _finish(run: DetectionRun, command: str, total_s: float) -> Path | None:
+    """Score the best weights (every rank predicts its shard), then rank 0 reports and exports."""
+    finish_run(run, command, total_s, evaluate_split)
+    if not run.context.is_main or not run.config.export:
+        return None
+    served = ServedImages(run.splits["val"], run.spec)
+    images = [served[i][0] for i in range(min(_PARITY_IMAGES, len(served)))]
+    return export_run(run.run_dir, run.config.store, images)
 
 
 def detector_input_spec(image_size: int) -> InputSpec:
@@ -96,150 +101,207 @@ def detector_input_spec(image_size: int) -> InputSpec:
 
 
 def _setup(
-    config: DetectionTrainConfig, resume: Checkpoint | None, resume_dir: Path | None
+    config: DetectionTrainConfig,
+    context: DistContext,
+    resume: Checkpoint | None,
+    resume_dir: Path | None,
 ) -> DetectionRun:
     if config.threads:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed, deterministic=False)
-    data = _checked_data(config)
-    splits = data.splits
-    labels = splits["train"].labels
+    data = _checked_data(config, context)
+    labels = data.splits["train"].labels
     spec = detector_input_spec(config.image_size)
-    detector_config = DetectorConfig(config.arch, len(labels), config.image_size,
-                                     config.fpn_channels, config.trainable_layers)  # fmt: skip
+    detector_config = DetectorConfig(
+        config.arch, len(labels), config.image_size, config.fpn_channels, config.trainable_layers
+    )
     weights = "none" if resume is not None else config.weights
     module = ScriptableDetector(create_detector(detector_config, weights))
     if resume is not None:
         module.load_state_dict(resume.model)
-    device = resolve_device(config.device)
-    module.to(device)
-    cuda = device.type == "cuda"
-    amp = config.amp == "on" or (config.amp == "auto" and cuda)
-    settings = StepSettings(device, torch.bfloat16 if amp else None, False, config.clip_grad_norm,
-                            config.progress)  # fmt: skip
-    loader = _train_loader(config, splits["train"], spec, cuda)
-    optimization = _optimization(config, module, len(loader), resume, device)
+    module.to(context.device)
+    wrapped: nn.Module = module.detector
+    if context.world_size > 1:
+        ids = [context.device] if context.device.type == "cuda" else None
+        wrapped = DistributedDataParallel(module.detector, device_ids=ids)
+    settings = step_settings(config, context.device, channels_last="off")
+    loader, sampler = _train_loader(config, data.splits["train"], spec, context)
     state = resume.state if resume is not None else TrainState()
-    state.stale_epochs = 0
-    run_dir = resume_dir or unique_run_dir(config.runs, config.model_name)
-    best = weights_on_cpu(module)
-    if resume_dir is not None and (resume_dir / BEST).is_file():
-        best = dict(torch.load(resume_dir / BEST, map_location="cpu", weights_only=True)["model"])
-    return DetectionRun(config, splits, data.report, spec, detector_config, module, loader,
-                        optimization, settings, state, run_dir, best)  # fmt: skip
+    state.stale_epochs = 0  # a resumed run gets a fresh patience
+    optimization = _optimization(config, module, len(loader), resume, settings)
+    run_dir = resume_dir or (
+        unique_run_dir(config.runs, config.model_name) if context.is_main else None
+    )
+    return DetectionRun(
+        config=config,
+        context=context,
+        splits=data.splits,
+        dataset_report=data.report,
+        spec=spec,
+        detector_config=detector_config,
+        module=module,
+        wrapped=wrapped,
+        loader=loader,
+        sampler=sampler,
+        optimization=optimization,
+        settings=settings,
+        state=state,
+        run_dir=broadcast_path(run_dir),
+        best_weights=best_weights_on_disk(resume_dir),
+    )
 
 
-def _checked_data(config: DetectionTrainConfig) -> CheckedDetectionData:
+def _checked_data(config: DetectionTrainConfig, context: DistContext) -> CheckedDetectionData:
     """The data folder (builtin:scenes generated first), checked: training reads what passed."""
-    scenes = SceneConfig(seed=config.seed, train=config.scenes, val=max(8, config.scenes // 10),
-                         test=max(8, config.scenes * 3 // 20))  # fmt: skip
+    scenes = SceneConfig(
+        seed=config.seed,
+        train=config.scenes,
+        val=max(8, config.scenes // 10),
+        test=max(8, config.scenes * 3 // 20),
+    )
+    # Rank 0 generates builtin:scenes; the others wait, then find the finished folder.
+    if not context.is_main:
+        barrier()
     root = resolve_source(config.data, scenes, workers=max(1, config.workers))
+    if context.is_main:
+        barrier()
     data = check_detection_data(root, config.workers or 4)
     validate_detection(data.report)
     return data
 
 
 def _train_loader(
-    config: DetectionTrainConfig, split: CocoSplit, spec: InputSpec, pin: bool
-) -> DataLoader[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
-    dataset: torch.utils.data.Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]] = TrainImages(
-        split, spec
-    )
-    if config.max_images is not None:
-        dataset = Subset(dataset, range(min(config.max_images, len(split.images))))
+    config: DetectionTrainConfig, split: CocoSplit, spec: InputSpec, context: DistContext
+) -> tuple[TrainLoader, EpochSampler]:
+    """This rank's shard of a seeded shuffle (the first --max-images images when given)."""
+    dataset: torch.utils.data.Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]
+    dataset = TrainImages(split, spec)
     count = min(config.max_images or len(split.images), len(split.images))
-    return DataLoader(
-        dataset, config.batch_size, shuffle=True, num_workers=config.workers,
-        collate_fn=collate, pin_memory=pin, drop_last=count > config.batch_size,
-        generator=torch.Generator().manual_seed(config.seed), persistent_workers=config.workers > 0,
-    )  # fmt: skip
+    if count < len(split.images):
+        dataset = Subset(dataset, range(count))
+    sampler = EpochSampler(count, config.seed, context.rank, context.world_size)
+    loader = DataLoader(
+        dataset,
+        config.batch_size,
+        sampler=sampler,
+        num_workers=config.workers,
+        collate_fn=collate,
+        pin_memory=context.device.type == "cuda",
+        drop_last=len(sampler) > config.batch_size,
+        generator=torch.Generator(),
+        persistent_workers=config.workers > 0,
+    )
+    return loader, sampler
 
 
 def _optimization(
-    config: DetectionTrainConfig, module: torch.nn.Module, steps_per_epoch: int,
-    resume: Checkpoint | None, device: torch.device,
-) -> Updater:  # fmt: skip
-    decay: list[torch.nn.Parameter] = []
-    no_decay: list[torch.nn.Parameter] = []
+    config: DetectionTrainConfig,
+    module: nn.Module,
+    steps_per_epoch: int,
+    resume: Checkpoint | None,
+    settings: StepSettings,
+) -> Updater:
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for parameter in module.parameters():
         if parameter.requires_grad:
             (decay if parameter.ndim > 1 else no_decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]  # fmt: skip
-    optimizer: torch.optim.Optimizer
-    if config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
-    else:
-        optimizer = torch.optim.AdamW(groups, lr=config.lr)
-    scaler = torch.amp.GradScaler(device.type, enabled=False)  # bf16 autocast needs no scaling
+    # This order (decay first) is what detector checkpoints store their optimizer state in.
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    optimizer = create_optimizer(groups, config)
+    scaler = torch.amp.GradScaler(settings.device.type, enabled=settings.amp_dtype == torch.float16)
     step = 0
     if resume is not None:
         optimizer.load_state_dict(resume.optimizer)
         scaler.load_state_dict(resume.scaler)
         step = resume.state.step
-    total, warmup = config.epochs * steps_per_epoch, round(config.warmup_epochs * steps_per_epoch)
-    for group in optimizer.param_groups:
-        group.setdefault("initial_lr", group["lr"])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total, warmup, config.min_lr_ratio), last_epoch=step - 1
-    )
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch, step)
     return Updater(optimizer, scheduler, scaler)
 
 
 def evaluate_split(
     run: DetectionRun, split: str
 ) -> tuple[DetectionMetrics, list[dict[str, object]]]:
-    """mAP of the current weights on `split`, through the service's decode and preprocessing."""
+    """mAP of the current weights on `split`, through the service's decode and preprocessing.
+
+    Each rank predicts its shard; the gathered detections are scored on every rank alike.
+    """
     data = run.splits[split]
-    loader = DataLoader(ServedImages(data, run.spec), batch_size=8, num_workers=run.config.workers,
-                        collate_fn=collate)  # fmt: skip
+    served = ServedImages(data, run.spec)
+    context = run.context
+    loader = DataLoader(
+        served,
+        batch_size=8,
+        sampler=ShardSampler(len(served), context.rank, context.world_size),
+        num_workers=run.config.workers,
+        collate_fn=collate,
+    )
     categories = [0, *sorted(data.category_to_label, key=data.category_to_label.__getitem__)]
-    detections = predict(run.module, loader, categories, device=run.settings.device,
-                         progress=run.config.progress, description=split)  # fmt: skip
-    return coco_metrics(data.coco, detections, data.labels), detections
+    detections = predict(
+        run.module,
+        loader,
+        categories,
+        device=run.settings.device,
+        progress=run.config.progress and context.is_main,
+        description=split,
+    )
+    everything = gather_lists(detections)
+    return coco_metrics(data.coco, everything, data.labels), everything
 
 
 def _fit(run: DetectionRun) -> None:
-    config, state = run.config, run.state
-    logger.info("%s", format_report(run.dataset_report))
-    (run.run_dir / "config.json").write_text(config.to_json())
-    write_json(run.dataset_report.to_dict(), run.run_dir / "dataset.json")
-    for epoch in range(state.epoch, config.epochs):
-        started = time.perf_counter()
-        torch.manual_seed(config.seed * 1_000_003 + epoch)
-        if run.loader.generator is not None:
-            run.loader.generator.manual_seed(config.seed * 1_000_003 + epoch)
-        stats = train_one_epoch(run.module.detector, run.loader, run.optimization, run.settings,
-                                f"epoch {epoch + 1}/{config.epochs}")  # fmt: skip
-        val, _ = evaluate_split(run, "val")
-        row = {"epoch": epoch + 1, "train_loss": stats.loss,
-               **{f"train_{k}": v for k, v in stats.parts.items()},
-               "val_map": val.map, "val_map50": val.map50,
-               "lr": run.optimization.optimizer.param_groups[0]["lr"], "train_s": stats.seconds,
-               "images_per_s": stats.images_per_s,
-               "epoch_s": time.perf_counter() - started}  # fmt: skip
-        if _record(run, epoch, row, val.map):
-            logger.info("early stop: val mAP has not improved for %d epochs", config.patience)
-            break
+    if run.context.is_main:
+        logger.info("%s", format_report(run.dataset_report))
+        (run.run_dir / "config.json").write_text(run.config.to_json())
+        write_json(run.dataset_report.to_dict(), run.run_dir / "dataset.json")
+    task = FitTask(
+        model=run.module,
+        state=run.state,
+        epochs=run.config.epochs,
+        patience=run.config.patience,
+        score_name="val mAP",
+        steps_per_epoch=len(run.loader),
+        run_dir=run.run_dir,
+        is_main=run.context.is_main,
+        run_epoch=lambda epoch, description: _run_epoch(run, epoch, description),
+        checkpoint=lambda: _checkpoint(run),
+        best_weights=run.best_weights,
+    )
+    run.best_weights = fit(task)
 
 
-def _record(run: DetectionRun, epoch: int, row: dict[str, float], score: float) -> bool:
-    state = run.state
-    improved = state.record_epoch(row, score, len(run.loader))
-    if improved:
-        run.best_weights = weights_on_cpu(run.module)
-    logger.info("epoch %d: loss %.4f | val mAP %.4f mAP@.5 %.4f | %.2f img/s%s", epoch + 1,
-                row["train_loss"], row["val_map"], row["val_map50"], row["images_per_s"],
-                " *" if improved else "")  # fmt: skip
-    checkpoint = Checkpoint(
-        model=weights_on_cpu(run.module), optimizer=run.optimization.optimizer.state_dict(),
-        scaler=run.optimization.scaler.state_dict(), state=copy.deepcopy(state),
-        config=run.config.to_dict(), arch=run.config.arch, labels=run.splits["train"].labels,
+def _run_epoch(run: DetectionRun, epoch: int, description: str) -> EpochResult:
+    seed_epoch(run.sampler, run.loader, run.config.seed, epoch, run.context.rank)
+    stats = train_one_epoch(run.wrapped, run.loader, run.optimization, run.settings, description)
+    val, _ = evaluate_split(run, "val")
+    row = {
+        "train_loss": stats.loss,
+        **{f"train_{name}": value for name, value in stats.parts.items()},
+        "val_map": val.map,
+        "val_map50": val.map50,
+        "lr": run.optimization.optimizer.param_groups[0]["lr"],
+        "train_s": stats.seconds,
+        "images_per_s": stats.images_per_s,
+    }
+    summary = (
+        f"loss {stats.loss:.4f} | val mAP {val.map:.4f} mAP@.5 {val.map50:.4f} | "
+        f"{stats.images_per_s:.2f} img/s"
+    )
+    return EpochResult(row=row, score=val.map, loss=None, summary=summary)
+
+
+def _checkpoint(run: DetectionRun) -> Checkpoint:
+    return Checkpoint(
+        model=weights_on_cpu(run.module),
+        optimizer=run.optimization.optimizer.state_dict(),
+        scaler=run.optimization.scaler.state_dict(),
+        state=copy.deepcopy(run.state),
+        config=run.config.to_dict(),
+        arch=run.config.arch,
+        labels=run.splits["train"].labels,
         input_spec=run.spec.model_dump(mode="json"),
         extra={"task": "detect", "detector": asdict(run.detector_config)},
-    )  # fmt: skip
-    save_checkpoint(checkpoint, run.run_dir / LAST)
-    if improved:
-        save_checkpoint(checkpoint, run.run_dir / BEST)
-    write_results_csv(state.history, run.run_dir / RESULTS_CSV)
-    return state.patience_exhausted(run.config.patience)
+    )
