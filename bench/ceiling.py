@@ -86,7 +86,7 @@ def _worker(job: _Job, barrier: Barrier, results: "Queue[tuple[int, float]]") ->
     torch.set_num_threads(job.layout.threads)
     # The service's own loading path, CPU optimisation included, so the ceiling is its ceiling.
     model = optimize_for_cpu(load_model(job.model_dir, torch.device("cpu")))
-    run_batch = _pipeline(model)
+    run_batch = pipeline(model)
     source = itertools.cycle(job.photos[job.offset :] + job.photos[: job.offset])
     batch_size = job.layout.batch_size
     for _ in range(3):
@@ -99,7 +99,7 @@ def _worker(job: _Job, barrier: Barrier, results: "Queue[tuple[int, float]]") ->
     results.put((images, time.perf_counter() - started))
 
 
-def _pipeline(model: LoadedModel) -> Callable[[list[bytes]], object]:
+def pipeline(model: LoadedModel) -> Callable[[list[bytes]], object]:
     """Uploads -> answers with the service's own decode, preprocess and batch functions."""
     spec = model.card.input
 
