@@ -43,7 +43,7 @@ from training.modules import NormalizedClassifier
 from training.publish import (
     Outcome,
     claim_store_name,
-    export_outcome,
+    export_classifier_run,
     log_to,
     machine_description,
     unique_run_dir,
@@ -56,6 +56,7 @@ from training.recipe import (
     build_optimizer,
     build_scheduler,
     eval_loader,
+    scale_recipe,
     seed_epoch,
     seed_everything,
 )
@@ -68,7 +69,7 @@ _STATISTICS_SAMPLE = 2000
 _MISTAKES_SHOWN = 24
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunResult:
     """What a finished run produced."""
 
@@ -79,7 +80,7 @@ class RunResult:
     state: TrainState
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Run:
     """Everything one training process holds."""
 
@@ -132,6 +133,7 @@ def _setup(
         torch.set_num_threads(config.threads)
     seed_everything(config.seed, config.deterministic)
     data, report = load_data(config)
+    config = scale_recipe(config, len(data.train), context.world_size, context.is_main)
     model, spec, head, source = _build_model(config, data, resume)
     settings = step_settings(config, context.device, config.channels_last)
     model.to(context.device)
@@ -161,9 +163,23 @@ def _setup(
     best = best_weights_on_disk(resume_dir)
     frozen = frozen_layers(model.backbone, head, config.freeze_backbone_epochs, context.is_main)
     return Run(
-        config, context, data, report, spec, model, wrapped, head, source, loaders,
-        optimization, settings, state, broadcast_path(run_dir), best, frozen,
-    )  # fmt: skip
+        config=config,
+        context=context,
+        data=data,
+        dataset_report=report,
+        spec=spec,
+        model=model,
+        wrapped=wrapped,
+        head=head,
+        weights_source=source,
+        loaders=loaders,
+        optimization=optimization,
+        settings=settings,
+        state=state,
+        run_dir=broadcast_path(run_dir),
+        best_weights=best,
+        frozen=frozen,
+    )
 
 
 def _build_model(
@@ -176,12 +192,15 @@ def _build_model(
     if resume is not None:
         spec = InputSpec.model_validate(resume.input_spec)
     else:
-        spec = make_input_spec(created, config.image_size, color_mode, data.native_size,
-                               _placeholder_statistics(in_channels))  # fmt: skip
+        placeholder = _placeholder_statistics(in_channels)
+        spec = make_input_spec(
+            created, config.image_size, color_mode, data.native_size, placeholder
+        )
         if created.pretrained_input is None:
             statistics = channel_statistics(_sample(data, spec))
-            spec = make_input_spec(created, config.image_size, color_mode, data.native_size,
-                                   statistics)  # fmt: skip
+            spec = make_input_spec(
+                created, config.image_size, color_mode, data.native_size, statistics
+            )
     normalization = spec.normalization
     assert normalization is not None
     model = NormalizedClassifier(created.backbone, normalization.mean, normalization.std)
@@ -297,9 +316,13 @@ def _finish(run: Run, command: str, total_s: float) -> RunResult:
     split, images = run.data.final
     loader = eval_loader(images, run.spec, run.config, run.context)
     tally, mistakes = evaluate(
-        run.model, loader, len(classes), run.settings, description=split,
+        run.model,
+        loader,
+        len(classes),
+        run.settings,
+        description=split,
         keep_mistakes=_MISTAKES_SHOWN,
-    )  # fmt: skip
+    )
     final = compute_metrics(tally, classes)
     best_val = compute_metrics(
         evaluate(run.model, run.loaders.val, len(classes), run.settings)[0], classes
@@ -307,16 +330,30 @@ def _finish(run: Run, command: str, total_s: float) -> RunResult:
     model_dir = None
     if run.context.is_main:
         outcome = Outcome(
-            run.config, run.data, run.dataset_report, run.spec, split, final, best_val,
-            run.state.history, _training_record(run, command, total_s),
-        )  # fmt: skip
+            config=run.config,
+            data=run.data,
+            dataset_report=run.dataset_report,
+            spec=run.spec,
+            split=split,
+            final=final,
+            best_val=best_val,
+            history=run.state.history,
+            training=_training_record(run, command, total_s),
+        )
         write_outputs(outcome, mistakes, run.run_dir)
         logger.info("%s", format_metrics(final, f"best epoch on {split}"))
         if run.config.export:
-            model_dir = export_outcome(outcome, copy.deepcopy(run.model), run.head, run.run_dir)
+            model_dir = export_classifier_run(
+                run.run_dir,
+                run.config.store,
+                name=run.config.model_name,
+                version=run.config.model_version,
+            )
             _calibrate(run, model_dir)
     barrier()
-    return RunResult(run.run_dir, model_dir, split, final, run.state)
+    return RunResult(
+        run_dir=run.run_dir, model_dir=model_dir, split=split, metrics=final, state=run.state
+    )
 
 
 def _calibrate(run: Run, model_dir: Path) -> None:

@@ -29,7 +29,7 @@ from training.detection.datacheck import (
 from training.detection.engine import predict, train_one_epoch
 from training.detection.metrics import DetectionMetrics, coco_metrics
 from training.detection.models import DetectorConfig, ScriptableDetector, create_detector
-from training.detection.publish import export_run
+from training.detection.publish import export_detector_run
 from training.detection.report import finish_run
 from training.detection.run import DetectionRun, TrainLoader
 from training.detection.scenes import SceneConfig
@@ -89,7 +89,10 @@ def _finish(run: DetectionRun, command: str, total_s: float) -> Path | None:
         return None
     served = ServedImages(run.splits["val"], run.spec)
     images = [served[i][0] for i in range(min(_PARITY_IMAGES, len(served)))]
-    return export_run(run.run_dir, run.config.store, images)
+    config = run.config
+    return export_detector_run(
+        run.run_dir, config.store, images, name=config.model_name, version=config.model_version
+    )
 
 
 def detector_input_spec(image_size: int) -> InputSpec:
