@@ -184,9 +184,12 @@ class Loaders:
 
 
 def build_loaders(
-    config: TrainConfig, train: LabeledImages, val: LabeledImages, spec: InputSpec,
+    config: TrainConfig,
+    train: LabeledImages,
+    val: LabeledImages,
+    spec: InputSpec,
     context: DistContext,
-) -> Loaders:  # fmt: skip
+) -> Loaders:
     """Sharded, seeded loaders; the train sampler draws class-balanced when asked."""
     augment = choose_augment(config.augment, spec.tensor_size[0])
     dataset = ImageDataset(train, TrainPreset(spec, augment, config.random_erasing))
@@ -196,10 +199,14 @@ def build_loaders(
         weights = [float(per_class[target]) for target in train.targets]
     sampler = EpochSampler(len(dataset), config.seed, context.rank, context.world_size, weights)
     loader = DataLoader(
-        dataset, config.batch_size, sampler=sampler, num_workers=config.workers,
-        pin_memory=context.device.type == "cuda", drop_last=len(sampler) > config.batch_size,
+        dataset,
+        config.batch_size,
+        sampler=sampler,
+        num_workers=config.workers,
+        pin_memory=context.device.type == "cuda",
+        drop_last=len(sampler) > config.batch_size,
         generator=torch.Generator(),
-    )  # fmt: skip
+    )
     return Loaders(loader, sampler, eval_loader(val, spec, config, context))
 
 
@@ -210,9 +217,12 @@ def eval_loader(
     dataset = ImageDataset(images, EvalPreset(spec), draft_size(spec))
     sampler = ShardSampler(len(dataset), context.rank, context.world_size)
     return DataLoader(
-        dataset, config.batch_size * 2, sampler=sampler, num_workers=config.workers,
+        dataset,
+        config.batch_size * 2,
+        sampler=sampler,
+        num_workers=config.workers,
         pin_memory=context.device.type == "cuda",
-    )  # fmt: skip
+    )
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

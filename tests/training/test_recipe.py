@@ -29,8 +29,9 @@ from training.trainer import frozen_layers
 
 
 def small_model() -> NormalizedClassifier:
-    return NormalizedClassifier(create_classifier("smallcnn", 3, in_channels=1).backbone,
-                                (0.5,), (0.25,))  # fmt: skip
+    return NormalizedClassifier(
+        create_classifier("smallcnn", 3, in_channels=1).backbone, (0.5,), (0.25,)
+    )
 
 
 def test_warmup_then_cosine_to_the_floor() -> None:
@@ -159,8 +160,15 @@ def test_best_epoch_breaks_top1_ties_by_val_loss_then_the_later_epoch() -> None:
 
 
 def test_old_checkpoint_state_without_best_loss_loads() -> None:
-    stored = {"epoch": 2, "step": 20, "best_score": 0.5, "best_epoch": 1, "stale_epochs": 0,
-              "history": [], "wall_time_s": 3.0}  # fmt: skip
+    stored = {
+        "epoch": 2,
+        "step": 20,
+        "best_score": 0.5,
+        "best_epoch": 1,
+        "stale_epochs": 0,
+        "history": [],
+        "wall_time_s": 3.0,
+    }
     state = TrainState.from_dict(stored)
     assert state.best_loss == float("inf")
     assert _epoch(state, 0.5, 2.0) and state.best_epoch == 2

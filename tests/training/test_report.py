@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from training.data import load_split
 from training.metrics import Tally, compute_metrics
@@ -13,7 +14,7 @@ from training.report import confusion_figure, misclassified_figure
 
 
 def texts(figure: Figure) -> list[str]:
-    return [text.get_text() for text in figure.findobj(match=lambda a: hasattr(a, "get_text"))]
+    return [text.get_text() for text in figure.findobj(match=Text) if isinstance(text, Text)]
 
 
 def test_the_confusion_matrix_shows_counts_with_rates() -> None:
@@ -32,13 +33,12 @@ def test_misclassified_titles_fit_and_name_the_files(fashion_folder: Path) -> No
     captions = [f"{images.describe(i)}\n{classes[0]} -> {classes[1]}" for i in (0, 1)]
     title = "misclassified (2 of 9 shown): " + "a-long-model-name on a-long-data-set-name " * 4
     figure = misclassified_figure(pictures, captions, title)
-    canvas = FigureCanvasAgg(figure)
-    figure.tight_layout()
-    canvas.draw()
-    renderer = canvas.get_renderer()
+    FigureCanvasAgg(figure)
+    figure.tight_layout()  # as save_figure lays it out
+    figure.draw_without_rendering()
     bounds = figure.bbox
     for text in [*figure.texts, *(axes.title for axes in figure.axes)]:
-        extent = text.get_window_extent(renderer)
+        extent = text.get_window_extent()
         assert bounds.x0 <= extent.x0 and extent.x1 <= bounds.x1, text.get_text()
         assert bounds.y0 <= extent.y0 and extent.y1 <= bounds.y1, text.get_text()
     shown = "".join(texts(figure)).replace("\n", "")

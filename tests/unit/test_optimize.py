@@ -33,12 +33,16 @@ def conv_bn_classifier() -> LoadedModel:
     )
     norm = backbone[1]
     assert isinstance(norm, nn.BatchNorm2d)
+    assert norm.running_mean is not None and norm.running_var is not None
     norm.running_mean.uniform_(-0.5, 0.5)
     norm.running_var.uniform_(0.5, 2.0)
     module = NormalizedClassifier(backbone, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)).eval()
     scripted = torch.jit.freeze(torch.jit.script(module))
-    spec = InputSpec(resize_size=16, crop_size=16, normalization=Normalization(
-        mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)))  # fmt: skip
+    spec = InputSpec(
+        resize_size=16,
+        crop_size=16,
+        normalization=Normalization(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+    )
     return LoadedModel(tiny_card(input=spec), scripted, "0" * 64, CPU)
 
 

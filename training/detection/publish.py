@@ -46,16 +46,23 @@ def export_detector_run(
     module.load_state_dict(checkpoint.model)
     report = read_run_report(run_dir)
     source = f"visionserve training run {run_dir.name}"
-    card = ModelCard.model_validate({
-        "name": name or config.model_name, "version": version or config.model_version,
-        "task": "detect",
-        "architecture": config.arch, "framework": framework_versions(),
-        "labels": checkpoint.labels, "input": checkpoint.input_spec,
-        "detection": DetectionSpec(score_threshold=config.score_threshold),
-        "metrics": [_evaluation(report, report["split"], source),
-                    _evaluation(report, "val", source)],
-        "training": report["training"],
-    })  # fmt: skip
+    card = ModelCard.model_validate(
+        {
+            "name": name or config.model_name,
+            "version": version or config.model_version,
+            "task": "detect",
+            "architecture": config.arch,
+            "framework": framework_versions(),
+            "labels": checkpoint.labels,
+            "input": checkpoint.input_spec,
+            "detection": DetectionSpec(score_threshold=config.score_threshold),
+            "metrics": [
+                _evaluation(report, report["split"], source),
+                _evaluation(report, "val", source),
+            ],
+            "training": report["training"],
+        }
+    )
     directory = export_model(module.eval(), card, store or config.store, extra_inputs=parity_images)
     for report_file in REPORT_FILES:
         if (run_dir / report_file).is_file():
@@ -67,11 +74,15 @@ def _evaluation(report: dict[str, Any], split: str, source: str) -> Evaluation:
     values = dict(report[split])
     per_class = values.pop("per_class")
     return Evaluation(
-        dataset=report["dataset"], split=split, source=source,
+        dataset=report["dataset"],
+        split=split,
+        source=source,
         values={key: round(float(value), 6) for key, value in values.items()},
-        per_class={label: {k: round(float(v), 6) for k, v in row.items()}
-                   for label, row in per_class.items()},
-    )  # fmt: skip
+        per_class={
+            label: {k: round(float(v), 6) for k, v in row.items()}
+            for label, row in per_class.items()
+        },
+    )
 
 
 def main() -> None:

@@ -98,9 +98,11 @@ def _finish(run: DetectionRun, command: str, total_s: float) -> Path | None:
 def detector_input_spec(image_size: int) -> InputSpec:
     """Longer side scaled down to image_size; ImageNet mean/std applied inside the model."""
     return InputSpec(
-        color_mode="RGB", resize_mode="longer_side", resize_size=image_size,
+        color_mode="RGB",
+        resize_mode="longer_side",
+        resize_size=image_size,
         normalization=Normalization(mean=IMAGENET_MEAN, std=IMAGENET_STD),
-    )  # fmt: skip
+    )
 
 
 def _setup(
