@@ -3,17 +3,12 @@
 import dataclasses
 import json
 import logging
-import os
-import platform
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import torch
-
 from app.runtime.card import CARD_FILENAME, Evaluation, InputSpec, ModelCard, parse_stored_card
-from app.runtime.device import describe_device
 from training.checkpoint import BEST, LAST, Checkpoint, load_checkpoint
 from training.config import ConfigError, RunConfig, TrainConfig
 from training.data import DataSplits
@@ -194,43 +189,3 @@ def next_version(existing: str | None, wanted: str) -> str:
 def _version_key(version: str) -> tuple[int, ...] | None:
     parts = version.split(".")
     return tuple(int(part) for part in parts) if all(p.isdigit() for p in parts) else None
-
-
-def machine_description(device: torch.device, world_size: int) -> dict[str, Any]:
-    """Where the run happened, for the card."""
-    return {
-        "cpu": _cpu_name(),
-        "cpu_cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": describe_device(device),
-        "processes": world_size,
-        "platform": platform.platform(),
-    }
-
-
-def log_to(path: Path) -> logging.Handler:
-    """Also write this run's log lines to the run folder."""
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    return handler
-
-
-def unique_run_dir(runs: Path, name: str) -> Path:
-    """runs/<name>, or runs/<name>-2, -3, ... if taken."""
-    candidate = runs / name
-    suffix = 2
-    while candidate.exists():
-        candidate = runs / f"{name}-{suffix}"
-        suffix += 1
-    candidate.mkdir(parents=True)
-    return candidate
-
-
-def _cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()

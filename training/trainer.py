@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from app.runtime.card import InputSpec
 from training.calibrate import CalibrationRun, calibrate, unknown_from_source
@@ -21,14 +20,7 @@ from training.checkpoint import Checkpoint, TrainState, weights_on_cpu
 from training.config import TrainConfig
 from training.data import DataSplits, load_data
 from training.datacheck import DatasetError, DatasetReport, format_report
-from training.distributed import (
-    DistContext,
-    barrier,
-    broadcast_buffers,
-    broadcast_path,
-    close_distributed,
-    init_distributed,
-)
+from training.distributed import DistContext, barrier, broadcast_buffers
 from training.engine import (
     Optimization,
     StepSettings,
@@ -40,15 +32,7 @@ from training.fit import EpochResult, FitTask, best_weights_on_disk, fit
 from training.metrics import ClassificationMetrics, compute_metrics, format_metrics
 from training.models import SMALL_CNNS, create_classifier, make_input_spec
 from training.modules import NormalizedClassifier
-from training.publish import (
-    Outcome,
-    claim_store_name,
-    export_classifier_run,
-    log_to,
-    machine_description,
-    unique_run_dir,
-    write_outputs,
-)
+from training.publish import Outcome, claim_store_name, export_classifier_run, write_outputs
 from training.recipe import (
     Loaders,
     build_criterion,
@@ -58,9 +42,17 @@ from training.recipe import (
     eval_loader,
     scale_recipe,
     seed_epoch,
-    seed_everything,
 )
-from training.report import run_record, write_json
+from training.report import run_record
+from training.session import (
+    machine_description,
+    open_run_dir,
+    parallel,
+    resume_into,
+    run_log,
+    start_run_folder,
+    training_process,
+)
 from training.transforms import EvalPreset, channel_statistics
 
 logger = logging.getLogger(__name__)
@@ -111,27 +103,16 @@ def train(
     """Run the whole recipe; `resume` continues a checkpoint's run in `resume_dir`."""
     started = time.perf_counter()
     config = claim_store_name(config)
-    context = init_distributed(config.device)
-    log_file: logging.Handler | None = None
-    try:
+    with training_process(config, config.deterministic) as context:
         run = _setup(config, context, resume, resume_dir)
-        if context.is_main:
-            log_file = log_to(run.run_dir / "train.log")
-        _fit(run)
-        return _finish(run, command, time.perf_counter() - started)
-    finally:
-        if log_file is not None:
-            logging.getLogger().removeHandler(log_file)
-            log_file.close()
-        close_distributed()
+        with run_log(run.run_dir, context.is_main):
+            _fit(run)
+            return _finish(run, command, time.perf_counter() - started)
 
 
 def _setup(
     config: TrainConfig, context: DistContext, resume: Checkpoint | None, resume_dir: Path | None
 ) -> Run:
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    seed_everything(config.seed, config.deterministic)
     data, report = load_data(config)
     config = scale_recipe(config, len(data.train), context.world_size, context.is_main)
     model, spec, head, source = _build_model(config, data, resume)
@@ -139,29 +120,14 @@ def _setup(
     model.to(context.device)
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
-    wrapped: nn.Module = model
-    if context.world_size > 1:
-        ids = [context.device] if context.device.type == "cuda" else None
-        wrapped = DistributedDataParallel(model, device_ids=ids)
     loaders = build_loaders(config, data.train, data.val, spec, context)
     optimizer = build_optimizer(model, head, config)
-    scaler = torch.amp.GradScaler(context.device.type, enabled=settings.amp_dtype == torch.float16)
-    state = TrainState()
-    if resume is not None:
-        optimizer.load_state_dict(resume.optimizer)
-        scaler.load_state_dict(resume.scaler)
-        state = resume.state
-        state.stale_epochs = 0  # a resumed run gets a fresh patience
+    scaler = settings.grad_scaler()
+    state = resume_into(resume, optimizer, scaler)
     scheduler = build_scheduler(
         optimizer, config, len(loaders.train), state.step, config.freeze_backbone_epochs
     )
     criterion = build_criterion(data.train.targets, len(data.classes), config, context.device)
-    optimization = Optimization(optimizer, scheduler, scaler, criterion=criterion)
-    run_dir = resume_dir or (
-        unique_run_dir(config.runs, config.model_name) if context.is_main else None
-    )
-    best = best_weights_on_disk(resume_dir)
-    frozen = frozen_layers(model.backbone, head, config.freeze_backbone_epochs, context.is_main)
     return Run(
         config=config,
         context=context,
@@ -169,16 +135,16 @@ def _setup(
         dataset_report=report,
         spec=spec,
         model=model,
-        wrapped=wrapped,
+        wrapped=parallel(model, context),
         head=head,
         weights_source=source,
         loaders=loaders,
-        optimization=optimization,
+        optimization=Optimization(optimizer, scheduler, scaler, criterion=criterion),
         settings=settings,
         state=state,
-        run_dir=broadcast_path(run_dir),
-        best_weights=best,
-        frozen=frozen,
+        run_dir=open_run_dir(config, context, resume_dir),
+        best_weights=best_weights_on_disk(resume_dir),
+        frozen=frozen_layers(model.backbone, head, config.freeze_backbone_epochs, context.is_main),
     )
 
 
@@ -249,10 +215,10 @@ def _sample(data: DataSplits, spec: InputSpec) -> list[torch.Tensor]:
 
 
 def _fit(run: Run) -> None:
-    if run.context.is_main:
-        logger.info("%s\nsplits: %s", format_report(run.dataset_report), run.data.split_note)
-        (run.run_dir / "config.json").write_text(run.config.to_json())
-        write_json(run.dataset_report.to_dict(), run.run_dir / "dataset.json")
+    summary = f"{format_report(run.dataset_report)}\nsplits: {run.data.split_note}"
+    start_run_folder(
+        run.run_dir, run.config, run.dataset_report.to_dict(), summary, run.context.is_main
+    )
     task = FitTask(
         model=run.model,
         state=run.state,

@@ -192,3 +192,8 @@ def test_cli_trains_exports_and_evaluates_a_detector(coco_folder: Path, tmp_path
     resumed = ["train", "--resume", str(tmp_path / "runs" / "tiny" / "last.pt"), "--epochs", "3",
                "--workers", "0", "--no-progress", "--no-export"]  # fmt: skip
     assert main(resumed) == 0
+    best = str(tmp_path / "runs" / "tiny" / "best.pt")
+    assert main(["export", "--weights", best, "--out", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "tiny" / "card.json").read_text())
+    assert again["task"] == "detect"
+    assert again["labels"] == card["labels"]

@@ -13,8 +13,8 @@ from PIL import Image
 
 from training.detection.metrics import RECALL_POINTS, DetectionMetrics, format_detection_metrics
 from training.detection.run import DetectionRun
-from training.publish import machine_description
 from training.report import METRICS_JSON, RESULTS_CSV, run_record, write_json
+from training.session import machine_description
 
 logger = logging.getLogger(__name__)
 
