@@ -17,7 +17,7 @@ DATA_OR_SKIP := $(MAKE) -s data || echo "note: dataset-fashion-mnist or the scen
 
 # One single-threaded DDP process per core: OpenMP teams stall on a shared 2-core machine.
 TORCHRUN := OMP_NUM_THREADS=1 $(VENV)/bin/torchrun --nproc_per_node=2
-FASHION_RECIPE := --data builtin:fashion-mnist --arch smallcnn_large --epochs 30 --batch-size 64 \
+FASHION_RECIPE := --data builtin:fashion-mnist --arch smallcnn_large --epochs 30 --batch-size 64 --lr 2e-3 \
 	--random-erasing 0.25 --channels-last on --workers 0 --name fashion-products \
 	--unknown builtin:objects --target-tpr 0.97
 

@@ -5,11 +5,14 @@ early-stopping state, history) and to export (architecture, labels, input spec, 
 """
 
 import logging
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from training.config import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -120,9 +123,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
     """Read a checkpoint with weights_only=True (no arbitrary code runs while loading)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a visionserve training checkpoint")
+    payload = read_weights(path)
+    if not _is_checkpoint(payload):
+        raise ConfigError(f"{path} is not a visionserve training checkpoint")
     return Checkpoint(
         model=payload["model"],
         optimizer=payload["optimizer"],
@@ -134,3 +137,21 @@ def load_checkpoint(path: Path) -> Checkpoint:
         input_spec=payload["input_spec"],
         extra=payload.get("extra", {}),
     )
+
+
+def is_checkpoint_file(path: Path) -> bool:
+    """Whether `path` holds one of training's checkpoints rather than a bare state dict."""
+    return _is_checkpoint(read_weights(path))
+
+
+def read_weights(path: Path) -> Any:
+    """torch.load with weights_only=True; a file it cannot read is a one-line ConfigError."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        reason = (str(error).strip().splitlines() or ["unreadable"])[0]
+        raise ConfigError(f"{path} is not a weights file torch can load: {reason}") from error
+
+
+def _is_checkpoint(payload: Any) -> bool:
+    return isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT

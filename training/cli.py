@@ -18,6 +18,7 @@ from training.calibrate import (
     unknown_from_source,
 )
 from training.calibration import DecisionGoals
+from training.checkpoint import BEST, is_checkpoint_file, load_checkpoint
 from training.config import ConfigError, TrainConfig
 from training.data import load_data
 from training.datacheck import DatasetError, format_report
@@ -33,6 +34,8 @@ from training.models import (
 )
 from training.modules import EmbeddingClassifier, NormalizedClassifier
 from training.offline_weights import install_offline_weights
+from training.release import export_run
+from training.report import METRICS_JSON
 from training.train_cli import train_command
 
 logger = logging.getLogger(__name__)
@@ -110,7 +113,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--val-fraction", type=float, default=0.1)
     check.add_argument("--test-fraction", type=float, default=0.1)
     check.add_argument("--workers", type=int, default=4)
-    _add_export(commands.add_parser("export", help="export a torchvision classifier to models/"))
+    _add_export(
+        commands.add_parser("export", help="export a torchvision classifier or a run to models/")
+    )
     return parser
 
 
@@ -131,14 +136,17 @@ def _add_calibrate(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_export(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--arch", required=True, help="torchvision model name, e.g. mobilenet_v2")
-    parser.add_argument(
-        "--weights", default="imagenet", help="imagenet | PATH to a state dict | none"
+    add = parser.add_argument
+    add("--arch", help="torchvision model name, e.g. mobilenet_v2 (a checkpoint names its own)")
+    add(
+        "--weights",
+        default="imagenet",
+        help="imagenet | ENUM_MEMBER | PATH to a state dict | runs/NAME/best.pt | none",
     )
-    parser.add_argument("--labels", type=Path, help="text file, one class name per line")
-    parser.add_argument("--name", required=True, help="model name in the store")
-    parser.add_argument("--model-version", default="1.0.0")
-    parser.add_argument("--out", type=Path, default=Path("models"), help="the model store")
+    add("--labels", type=Path, help="text file, one class name per line (state dicts, none)")
+    add("--name", help="model name in the store (default for a run's best.pt: the run's)")
+    add("--model-version", help="the card's version (default 1.0.0, or the run's)")
+    add("--out", type=Path, default=Path("models"), help="the model store")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -206,6 +214,11 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    weights = Path(args.weights)
+    if weights.is_file() and is_checkpoint_file(weights):
+        return _export_checkpoint(args, weights)
+    if args.arch is None or args.name is None:
+        raise ConfigError("export needs --arch and --name, or --weights runs/NAME/best.pt")
     labels = tuple(args.labels.read_text().split("\n")) if args.labels else ()
     built = build_classifier(args.arch, args.weights, tuple(label for label in labels if label))
     normalization = built.input.normalization
@@ -215,7 +228,7 @@ def _export(args: argparse.Namespace) -> int:
     module = EmbeddingClassifier(classifier, last_linear_name(built.model))
     card = ModelCard(
         name=args.name,
-        version=args.model_version,
+        version=args.model_version or "1.0.0",
         task="classify",
         architecture=args.arch,
         framework=framework_versions(),
@@ -227,5 +240,21 @@ def _export(args: argparse.Namespace) -> int:
         embedding_dim=module.embedding_dim,
     )
     directory = export_model(module, card, args.out)
+    logger.info("wrote %s", directory)
+    return 0
+
+
+def _export_checkpoint(args: argparse.Namespace, path: Path) -> int:
+    """A training checkpoint carries its architecture, labels and input: export its run."""
+    checkpoint = load_checkpoint(path)
+    if path.name != BEST:
+        raise ConfigError(
+            f"{path}: export takes a run's {BEST}, the weights its {METRICS_JSON} describes"
+        )
+    if args.labels is not None:
+        raise ConfigError(f"--labels: {path} has its own ({', '.join(checkpoint.labels)})")
+    if args.arch not in (None, checkpoint.arch):
+        raise ConfigError(f"--arch {args.arch}: {path} is a {checkpoint.arch}")
+    directory = export_run(path.parent, args.out, name=args.name, version=args.model_version)
     logger.info("wrote %s", directory)
     return 0

@@ -4,7 +4,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 Optimizer = Literal["adamw", "sgd"]
 Balance = Literal["none", "weights", "sampler"]
@@ -23,6 +23,9 @@ class RunConfig:
 
     Subclasses add their own options and restate the defaults that differ for their task.
     """
+
+    # A task whose batch size and learning rate may be 0 = scaled to its data (training/recipe.py).
+    scales_recipe: ClassVar[bool] = False
 
     data: str
     arch: str
@@ -54,8 +57,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "epochs must be at least 1")
-        _require(self.batch_size >= 1, "batch_size must be at least 1")
-        _require(self.lr > 0, "lr must be positive")
+        auto = self.scales_recipe
+        _require(self.batch_size >= 1 or (auto and self.batch_size == 0), "batch_size must be >= 1")
+        _require(self.lr > 0 or (auto and self.lr == 0), "lr must be positive")
 
     def _fallback_name(self, stem: str) -> str:
         """The store name derived from the data's folder or built-in name."""
@@ -99,6 +103,8 @@ class RunConfig:
 class TrainConfig(RunConfig):
     """A classifier run; defaults are the recipe for small images."""
 
+    scales_recipe: ClassVar[bool] = True
+
     arch: str = "smallcnn"
     # Data
     image_size: int | None = None
@@ -106,7 +112,9 @@ class TrainConfig(RunConfig):
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     max_per_class: int | None = None
-    # Recipe
+    # Recipe; 0 = scaled to the training images (training/recipe.py: scale_recipe)
+    batch_size: int = 0
+    lr: float = 0.0
     label_smoothing: float = 0.1
     balance: Balance = "none"
     augment: Augment = "auto"

@@ -4,6 +4,7 @@
 stratified seeded split), optionally subsets, runs the dataset check and returns both.
 """
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -138,7 +139,7 @@ class ArrayImages(LabeledImages):
         return ArrayImages(self.pixels[chosen], targets, self.name, self.ids[chosen])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DataSplits:
     """Train, validation and (when there is one) test images over one class list."""
 
@@ -254,9 +255,16 @@ def _load_builtin(config: TrainConfig) -> DataSplits:
         f"(seed {config.seed})"
     )
     return DataSplits(
-        config.data, name, FASHION_MNIST_CLASSES, train.select(rest), train.select(val),
-        fashion_mnist_images("test"), "L", 28, note,
-    )  # fmt: skip
+        source=config.data,
+        dataset=name,
+        classes=FASHION_MNIST_CLASSES,
+        train=train.select(rest),
+        val=train.select(val),
+        test=fashion_mnist_images("test"),
+        color_mode="L",
+        native_size=28,
+        split_note=note,
+    )
 
 
 def _from_scan(scan: FolderScan, config: TrainConfig) -> DataSplits:
@@ -280,7 +288,17 @@ def _from_scan(scan: FolderScan, config: TrainConfig) -> DataSplits:
         test = whole.select(parts[2]) if parts[2] else None
     note = "split folders" if first == "train" else f"stratified split (seed {config.seed})"
     name = scan.root.resolve().name
-    return DataSplits(str(scan.root), name, classes, train, val, test, "RGB", None, note)
+    return DataSplits(
+        source=str(scan.root),
+        dataset=name,
+        classes=classes,
+        train=train,
+        val=val,
+        test=test,
+        color_mode="RGB",
+        native_size=None,
+        split_note=note,
+    )
 
 
 def _file_images(scan: FolderScan, split: str, classes: Sequence[str]) -> FileImages:
@@ -306,7 +324,6 @@ def _limit_per_class(data: DataSplits, limit: int, seed: int) -> DataSplits:
 
     test = cap(data.test) if data.test is not None else None
     note = f"{data.split_note}; at most {limit} per class and split"
-    return DataSplits(
-        data.source, data.dataset, data.classes, cap(data.train), cap(data.val), test,
-        data.color_mode, data.native_size, note,
-    )  # fmt: skip
+    return dataclasses.replace(
+        data, train=cap(data.train), val=cap(data.val), test=test, split_note=note
+    )

@@ -203,10 +203,12 @@ def summarize(
         for split, images in splits.items()
     }
     duplicates = find_duplicates(
-        {split: [images.digest(i) for i in range(len(images.targets))]
-         for split, images in splits.items()},
+        {
+            split: [images.digest(i) for i in range(len(images.targets))]
+            for split, images in splits.items()
+        },
         lambda split, index: splits[split].describe(index),
-    )  # fmt: skip
+    )
     return DatasetReport(
         source,
         tuple(classes),

@@ -39,6 +39,10 @@ class StepSettings:
             images = images.contiguous(memory_format=torch.channels_last)
         return images, targets.to(self.device, non_blocking=True)
 
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """Loss scaling, on only for fp16 autocast (bf16 and fp32 need none)."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+
     def autocast(self) -> torch.autocast:
         """bf16/fp16 autocast on CUDA when AMP is on; a no-op context otherwise."""
         dtype = self.amp_dtype or torch.float32

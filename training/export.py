@@ -180,8 +180,10 @@ def check_detection_parity(
     boxes = sum(len(output["boxes"]) for output in expected)
     logger.info(
         "export parity (detector): %d images, %d boxes, max relative |eager - scripted| = %.3g",
-        len(inputs), boxes, difference,
-    )  # fmt: skip
+        len(inputs),
+        boxes,
+        difference,
+    )
 
 
 def detection_gap(

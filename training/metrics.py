@@ -11,6 +11,9 @@ import torch
 
 from app.runtime.card import Evaluation
 
+# The headline numbers of ClassificationMetrics.summary(), as metrics.json and cards hold them.
+SUMMARY_KEYS = ("top1", "top5", "macro_f1", "loss", "images")
+
 
 @dataclass(frozen=True)
 class Tally:

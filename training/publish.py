@@ -1,25 +1,22 @@
 """A finished run's outputs: metrics and plots in the run folder, the model in the store."""
 
 import dataclasses
+import json
 import logging
-import os
-import platform
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import torch
-
-from app.runtime.card import CARD_FILENAME, InputSpec, ModelCard, parse_stored_card
-from app.runtime.device import describe_device
+from app.runtime.card import CARD_FILENAME, Evaluation, InputSpec, ModelCard, parse_stored_card
+from training.checkpoint import BEST, LAST, Checkpoint, load_checkpoint
 from training.config import ConfigError, RunConfig, TrainConfig
 from training.data import DataSplits
 from training.datacheck import DatasetReport
 from training.engine import Mistake
 from training.export import export_model
-from training.metrics import ClassificationMetrics
-from training.models import framework_versions
+from training.metrics import SUMMARY_KEYS, ClassificationMetrics, evaluation_record
+from training.models import SMALL_CNNS, create_classifier, framework_versions
 from training.modules import EmbeddingClassifier, NormalizedClassifier
 from training.report import (
     CONFUSION_PNG,
@@ -40,7 +37,7 @@ ConfigT = TypeVar("ConfigT", bound=RunConfig)
 REPORT_FILES = (METRICS_JSON, CONFUSION_PNG, CURVES_PNG, MISCLASSIFIED_PNG)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Outcome:
     """What a run measured, ready to be written and put in a card."""
 
@@ -74,37 +71,85 @@ def write_outputs(outcome: Outcome, mistakes: list[Mistake], run_dir: Path) -> N
     preset = EvalPreset(outcome.spec)
     labels = outcome.data.classes
     pictures = [preset(images.load(mistake.position)) for mistake in mistakes]
-    captions = [f"{labels[m.target]} -> {labels[m.predicted]}" for m in mistakes]
-    plot_misclassified(pictures, captions, run_dir / MISCLASSIFIED_PNG, f"misclassified: {title}")
+    captions = [
+        f"{_tail(images.describe(m.position))}\n{labels[m.target]} -> {labels[m.predicted]}"
+        for m in mistakes
+    ]
+    confusion = outcome.final.confusion
+    wrong = outcome.final.count - sum(confusion[i][i] for i in range(len(confusion)))
+    shown = f"misclassified ({len(mistakes)} of {wrong} shown): {title}"
+    plot_misclassified(pictures, captions, run_dir / MISCLASSIFIED_PNG, shown)
 
 
-def export_outcome(outcome: Outcome, model: NormalizedClassifier, head: str, run_dir: Path) -> Path:
-    """Export the model (logits and embedding) with its card; copy the run's report beside it."""
-    config = outcome.config
-    module = EmbeddingClassifier(
-        model.cpu().float().to(memory_format=torch.contiguous_format), head
-    ).eval()
+def _tail(text: str, limit: int = 60) -> str:
+    """The end of a long path, where the class folder and file name are."""
+    return text if len(text) <= limit else "..." + text[-(limit - 3) :]
+
+
+def export_classifier_run(
+    run_dir: Path,
+    store: Path | None = None,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+) -> Path:
+    """Export a finished run's best.pt (logits and embedding) with a card from its metrics.json.
+
+    The run's report is copied beside the model. Name, version and store default to the run's.
+    """
+    checkpoint = load_checkpoint(run_dir / BEST)
+    config = TrainConfig.from_dict(checkpoint.config)
+    report = read_run_report(run_dir)
+    spec = InputSpec.model_validate(checkpoint.input_spec)
+    module = _classifier_from(checkpoint, spec)
     source = f"visionserve training run {run_dir.name}"
     card = ModelCard(
-        name=config.model_name,
-        version=config.model_version,
+        name=name or config.model_name,
+        version=version or config.model_version,
         task="classify",
-        architecture=config.arch,
+        architecture=checkpoint.arch,
         framework=framework_versions(),
-        labels=outcome.data.classes,
-        input=outcome.spec,
-        metrics=(
-            outcome.final.to_evaluation(outcome.data.dataset, outcome.split, source),
-            outcome.best_val.to_evaluation(outcome.data.dataset, "val", source),
-        ),
-        training=outcome.training,
+        labels=checkpoint.labels,
+        input=spec,
+        metrics=(_evaluation(report, report["split"], source), _evaluation(report, "val", source)),
+        training=report["training"],
         outputs=("logits", "embedding"),
         embedding_dim=module.embedding_dim,
     )
-    directory = export_model(module, card, config.store)
-    for name in REPORT_FILES:
-        shutil.copyfile(run_dir / name, directory / name)
+    directory = export_model(module, card, store or config.store)
+    for report_file in REPORT_FILES:
+        shutil.copyfile(run_dir / report_file, directory / report_file)
     return directory
+
+
+def read_run_report(run_dir: Path) -> dict[str, Any]:
+    """The run's metrics.json (what its card's metrics come from), or a one-line refusal."""
+    path = run_dir / METRICS_JSON
+    if not path.is_file():
+        raise ConfigError(
+            f"{run_dir} has no {METRICS_JSON}: the run did not finish; `python -m training "
+            f"train --resume {run_dir / LAST}` completes it"
+        )
+    report: dict[str, Any] = json.loads(path.read_text())
+    return report
+
+
+def _classifier_from(checkpoint: Checkpoint, spec: InputSpec) -> EmbeddingClassifier:
+    """The checkpoint's model, rebuilt as training built it (grey SmallCNNs take one channel)."""
+    in_channels = spec.channels if checkpoint.arch in SMALL_CNNS else 3
+    created = create_classifier(checkpoint.arch, len(checkpoint.labels), "none", in_channels)
+    normalization = spec.normalization
+    if normalization is None:
+        raise ConfigError("the checkpoint's input has no mean/std to export with")
+    model = NormalizedClassifier(created.backbone, normalization.mean, normalization.std)
+    model.load_state_dict(checkpoint.model)
+    return EmbeddingClassifier(model, created.head).eval()
+
+
+def _evaluation(report: dict[str, Any], split: str, source: str) -> Evaluation:
+    values = report[split]
+    summary = {key: float(values[key]) for key in SUMMARY_KEYS}
+    return evaluation_record(summary, values["per_class"], report["dataset"], split, source)
 
 
 def claim_store_name(config: ConfigT) -> ConfigT:
@@ -144,43 +189,3 @@ def next_version(existing: str | None, wanted: str) -> str:
 def _version_key(version: str) -> tuple[int, ...] | None:
     parts = version.split(".")
     return tuple(int(part) for part in parts) if all(p.isdigit() for p in parts) else None
-
-
-def machine_description(device: torch.device, world_size: int) -> dict[str, Any]:
-    """Where the run happened, for the card."""
-    return {
-        "cpu": _cpu_name(),
-        "cpu_cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": describe_device(device),
-        "processes": world_size,
-        "platform": platform.platform(),
-    }
-
-
-def log_to(path: Path) -> logging.Handler:
-    """Also write this run's log lines to the run folder."""
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    return handler
-
-
-def unique_run_dir(runs: Path, name: str) -> Path:
-    """runs/<name>, or runs/<name>-2, -3, ... if taken."""
-    candidate = runs / name
-    suffix = 2
-    while candidate.exists():
-        candidate = runs / f"{name}-{suffix}"
-        suffix += 1
-    candidate.mkdir(parents=True)
-    return candidate
-
-
-def _cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()

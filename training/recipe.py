@@ -4,6 +4,8 @@ The schedule is a pure function of the step, so resuming (even with more epochs)
 the step count, and freezing the backbone is a zero learning-rate factor on its groups.
 """
 
+import dataclasses
+import logging
 import math
 import os
 import random
@@ -24,7 +26,73 @@ from training.data import ImageDataset, LabeledImages
 from training.distributed import DistContext, EpochSampler, ShardSampler
 from training.transforms import EvalPreset, TrainPreset, choose_augment
 
+logger = logging.getLogger(__name__)
+
 Loader = DataLoader[tuple[torch.Tensor, int, int]]
+
+# The recipe's reference point: AdamW at 2e-3 for batches of 128 (Fashion-MNIST, 54,000 images).
+REFERENCE_BATCH_SIZE = 128
+REFERENCE_LR = 2e-3
+# A scaled batch gives each epoch at least this many optimiser steps (but is never below 8);
+# a batch size the user chose that gives fewer than FEW_STEPS is logged as a warning.
+SCALED_MIN_STEPS = 8
+SCALED_MIN_BATCH = 8
+FEW_STEPS = 4
+
+
+def steps_per_epoch(images: int, batch_size: int, world_size: int) -> int:
+    """Optimiser steps in one epoch: each rank's share, the last partial batch dropped if any."""
+    per_rank = math.ceil(images / world_size)
+    return per_rank // batch_size if per_rank > batch_size else 1
+
+
+def scale_recipe(config: TrainConfig, images: int, world_size: int, log: bool) -> TrainConfig:
+    """Resolve batch size and learning rate left at 0 (`auto`) for `images` training images.
+
+    The batch is the largest power of two up to 128 that still gives each epoch several steps:
+    128 on a 110-image folder is one optimiser step an epoch, 15 steps in 15 epochs.
+    The learning rate follows the batch size from the reference (2e-3 at 128): with its square
+    root for AdamW, linearly for SGD.
+    """
+    batch_size = config.batch_size or _scaled_batch_size(images, world_size)
+    lr = config.lr or _scaled_lr(config.optimizer, batch_size)
+    steps = steps_per_epoch(images, batch_size, world_size)
+    if log and (config.batch_size == 0 or config.lr == 0):
+        logger.info(
+            "recipe scaled to %d training images on %d process(es): batch size %d (%d steps "
+            "per epoch), lr %.3g",
+            images,
+            world_size,
+            batch_size,
+            steps,
+            lr,
+        )
+    if log and config.batch_size and steps < FEW_STEPS:
+        logger.warning(
+            "--batch-size %d gives %d optimiser step(s) per epoch on %d training images (%d "
+            "process(es)); leave it out to scale it to the data (here %d)",
+            batch_size,
+            steps,
+            images,
+            world_size,
+            _scaled_batch_size(images, world_size),
+        )
+    return dataclasses.replace(config, batch_size=batch_size, lr=lr)
+
+
+def _scaled_batch_size(images: int, world_size: int) -> int:
+    batch_size = REFERENCE_BATCH_SIZE
+    while (
+        batch_size > SCALED_MIN_BATCH
+        and steps_per_epoch(images, batch_size, world_size) < SCALED_MIN_STEPS
+    ):
+        batch_size //= 2
+    return batch_size
+
+
+def _scaled_lr(optimizer: str, batch_size: int) -> float:
+    ratio = batch_size / REFERENCE_BATCH_SIZE
+    return REFERENCE_LR * (ratio if optimizer == "sgd" else math.sqrt(ratio))
 
 
 def build_optimizer(model: nn.Module, head: str, config: TrainConfig) -> torch.optim.Optimizer:
@@ -116,9 +184,12 @@ class Loaders:
 
 
 def build_loaders(
-    config: TrainConfig, train: LabeledImages, val: LabeledImages, spec: InputSpec,
+    config: TrainConfig,
+    train: LabeledImages,
+    val: LabeledImages,
+    spec: InputSpec,
     context: DistContext,
-) -> Loaders:  # fmt: skip
+) -> Loaders:
     """Sharded, seeded loaders; the train sampler draws class-balanced when asked."""
     augment = choose_augment(config.augment, spec.tensor_size[0])
     dataset = ImageDataset(train, TrainPreset(spec, augment, config.random_erasing))
@@ -128,10 +199,14 @@ def build_loaders(
         weights = [float(per_class[target]) for target in train.targets]
     sampler = EpochSampler(len(dataset), config.seed, context.rank, context.world_size, weights)
     loader = DataLoader(
-        dataset, config.batch_size, sampler=sampler, num_workers=config.workers,
-        pin_memory=context.device.type == "cuda", drop_last=len(sampler) > config.batch_size,
+        dataset,
+        config.batch_size,
+        sampler=sampler,
+        num_workers=config.workers,
+        pin_memory=context.device.type == "cuda",
+        drop_last=len(sampler) > config.batch_size,
         generator=torch.Generator(),
-    )  # fmt: skip
+    )
     return Loaders(loader, sampler, eval_loader(val, spec, config, context))
 
 
@@ -142,9 +217,12 @@ def eval_loader(
     dataset = ImageDataset(images, EvalPreset(spec), draft_size(spec))
     sampler = ShardSampler(len(dataset), context.rank, context.world_size)
     return DataLoader(
-        dataset, config.batch_size * 2, sampler=sampler, num_workers=config.workers,
+        dataset,
+        config.batch_size * 2,
+        sampler=sampler,
+        num_workers=config.workers,
         pin_memory=context.device.type == "cuda",
-    )  # fmt: skip
+    )
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

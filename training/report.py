@@ -7,6 +7,7 @@ touches global backend state or needs a screen.
 import csv
 import json
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ CURVES_PNG = "curves.png"
 MISCLASSIFIED_PNG = "misclassified.png"
 RESULTS_CSV = "results.csv"
 METRICS_JSON = "metrics.json"
+_CAPTION_CHARACTERS = 30  # per line under a grid cell 2.2 inches wide, at 6 points
 
 
 def write_results_csv(history: Sequence[dict[str, float]], path: Path) -> None:
@@ -40,29 +42,46 @@ def write_json(payload: dict[str, Any], path: Path) -> None:
 
 
 def plot_confusion(metrics: ClassificationMetrics, path: Path, title: str) -> None:
-    """Row-normalised confusion matrix (each row: where that true class went)."""
+    """The confusion matrix as PNG (see confusion_figure)."""
+    save_figure(confusion_figure(metrics, title), path)
+
+
+def confusion_figure(metrics: ClassificationMetrics, title: str) -> Figure:
+    """Row-normalised confusion matrix (each row: where that true class went), with counts.
+
+    A rate alone hides how many images it rests on: 1.00 may be one image or a thousand.
+    """
     confusion = torch.tensor(metrics.confusion, dtype=torch.float64)
     normalised = confusion / confusion.sum(dim=1, keepdim=True).clamp_min(1)
     classes = len(metrics.labels)
-    side = max(5.0, 0.55 * classes + 2)
+    side = max(5.0, 0.7 * classes + 2)
     figure = Figure(figsize=(side + 1, side))
     axes = figure.add_subplot()
     image = axes.imshow(normalised.numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
-    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of the true class")
     ticks = list(range(classes))
     axes.set_xticks(ticks, metrics.labels, rotation=45, ha="right")
     axes.set_yticks(ticks, metrics.labels)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    axes.set_title(f"{title}\ntop-1 {metrics.top1:.2%}, macro-F1 {metrics.macro_f1:.4f}")
+    axes.set_title(
+        f"{title}\ntop-1 {metrics.top1:.2%}, macro-F1 {metrics.macro_f1:.4f}, "
+        f"{metrics.count} images; cells: rate, (count)"
+    )
     if classes <= 30:
         for row in range(classes):
             for column in range(classes):
                 value = float(normalised[row, column])
-                colour = "white" if value > 0.5 else "black"
-                axes.text(column, row, f"{value:.2f}", ha="center", va="center",
-                          fontsize=7, color=colour)  # fmt: skip
-    save_figure(figure, path)
+                axes.text(
+                    column,
+                    row,
+                    f"{value:.2f}\n({int(confusion[row, column])})",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if value > 0.5 else "black",
+                )
+    return figure
 
 
 def plot_curves(history: Sequence[dict[str, float]], path: Path) -> None:
@@ -93,12 +112,23 @@ def plot_misclassified(
     path: Path,
     title: str,
 ) -> None:
-    """A grid of uint8 CHW images with 'true -> predicted' captions."""
+    """The misclassified grid as PNG (see misclassified_figure)."""
+    save_figure(misclassified_figure(images, captions, title), path)
+
+
+def misclassified_figure(
+    images: Sequence[torch.Tensor], captions: Sequence[str], title: str
+) -> Figure:
+    """A grid of uint8 CHW images, each captioned (file, then 'true -> predicted').
+
+    The title and captions are wrapped to the figure's width, so neither is cut.
+    """
     count = max(len(images), 1)
-    columns = min(8, count)
+    columns = min(6, count)
     rows = math.ceil(count / columns)
-    figure = Figure(figsize=(2.0 * columns, 2.2 * rows + 0.4))
-    figure.suptitle(title)
+    width = max(8.0, 2.2 * columns)
+    figure = Figure(figsize=(width, 2.6 * rows + 0.8))
+    figure.suptitle(textwrap.fill(title, int(width * 9)), fontsize=10)
     for index, (image, caption) in enumerate(zip(images, captions, strict=True)):
         axes = figure.add_subplot(rows, columns, index + 1)
         pixels = image.permute(1, 2, 0).numpy()
@@ -106,11 +136,12 @@ def plot_misclassified(
             axes.imshow(pixels[:, :, 0], cmap="gray", vmin=0, vmax=255)
         else:
             axes.imshow(pixels)
-        axes.set_title(caption, fontsize=7)
+        lines = [textwrap.fill(line, _CAPTION_CHARACTERS) for line in caption.split("\n")]
+        axes.set_title("\n".join(lines), fontsize=6)
         axes.axis("off")
     if not images:
         figure.text(0.5, 0.5, "no misclassified images", ha="center")
-    save_figure(figure, path)
+    return figure
 
 
 def save_figure(figure: Figure, path: Path) -> None:

@@ -139,6 +139,8 @@ def _add_run_options(parser: argparse.ArgumentParser, defaults: RunConfig) -> No
     def add(flag: str, **options: Any) -> None:
         name = flag.removeprefix("--").replace("-", "_")
         default = getattr(defaults, name, None)
+        if defaults.scales_recipe and name in ("batch_size", "lr"):
+            default = "scaled to the data"
         if default is not None and "action" not in options:
             options["help"] = f"{options.get('help', '')} (default {default})".lstrip()
         parser.add_argument(flag, **options)

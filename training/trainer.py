@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from app.runtime.card import InputSpec
 from training.calibrate import CalibrationRun, calibrate, unknown_from_source
@@ -21,14 +20,7 @@ from training.checkpoint import Checkpoint, TrainState, weights_on_cpu
 from training.config import TrainConfig
 from training.data import DataSplits, load_data
 from training.datacheck import DatasetError, DatasetReport, format_report
-from training.distributed import (
-    DistContext,
-    barrier,
-    broadcast_buffers,
-    broadcast_path,
-    close_distributed,
-    init_distributed,
-)
+from training.distributed import DistContext, barrier, broadcast_buffers
 from training.engine import (
     Optimization,
     StepSettings,
@@ -40,15 +32,7 @@ from training.fit import EpochResult, FitTask, best_weights_on_disk, fit
 from training.metrics import ClassificationMetrics, compute_metrics, format_metrics
 from training.models import SMALL_CNNS, create_classifier, make_input_spec
 from training.modules import NormalizedClassifier
-from training.publish import (
-    Outcome,
-    claim_store_name,
-    export_outcome,
-    log_to,
-    machine_description,
-    unique_run_dir,
-    write_outputs,
-)
+from training.publish import Outcome, claim_store_name, export_classifier_run, write_outputs
 from training.recipe import (
     Loaders,
     build_criterion,
@@ -56,10 +40,19 @@ from training.recipe import (
     build_optimizer,
     build_scheduler,
     eval_loader,
+    scale_recipe,
     seed_epoch,
-    seed_everything,
 )
-from training.report import run_record, write_json
+from training.report import run_record
+from training.session import (
+    machine_description,
+    open_run_dir,
+    parallel,
+    resume_into,
+    run_log,
+    start_run_folder,
+    training_process,
+)
 from training.transforms import EvalPreset, channel_statistics
 
 logger = logging.getLogger(__name__)
@@ -68,7 +61,7 @@ _STATISTICS_SAMPLE = 2000
 _MISTAKES_SHOWN = 24
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunResult:
     """What a finished run produced."""
 
@@ -79,7 +72,7 @@ class RunResult:
     state: TrainState
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Run:
     """Everything one training process holds."""
 
@@ -110,60 +103,49 @@ def train(
     """Run the whole recipe; `resume` continues a checkpoint's run in `resume_dir`."""
     started = time.perf_counter()
     config = claim_store_name(config)
-    context = init_distributed(config.device)
-    log_file: logging.Handler | None = None
-    try:
+    with training_process(config, config.deterministic) as context:
         run = _setup(config, context, resume, resume_dir)
-        if context.is_main:
-            log_file = log_to(run.run_dir / "train.log")
-        _fit(run)
-        return _finish(run, command, time.perf_counter() - started)
-    finally:
-        if log_file is not None:
-            logging.getLogger().removeHandler(log_file)
-            log_file.close()
-        close_distributed()
+        with run_log(run.run_dir, context.is_main):
+            _fit(run)
+            return _finish(run, command, time.perf_counter() - started)
 
 
 def _setup(
     config: TrainConfig, context: DistContext, resume: Checkpoint | None, resume_dir: Path | None
 ) -> Run:
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    seed_everything(config.seed, config.deterministic)
     data, report = load_data(config)
+    config = scale_recipe(config, len(data.train), context.world_size, context.is_main)
     model, spec, head, source = _build_model(config, data, resume)
     settings = step_settings(config, context.device, config.channels_last)
     model.to(context.device)
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
-    wrapped: nn.Module = model
-    if context.world_size > 1:
-        ids = [context.device] if context.device.type == "cuda" else None
-        wrapped = DistributedDataParallel(model, device_ids=ids)
     loaders = build_loaders(config, data.train, data.val, spec, context)
     optimizer = build_optimizer(model, head, config)
-    scaler = torch.amp.GradScaler(context.device.type, enabled=settings.amp_dtype == torch.float16)
-    state = TrainState()
-    if resume is not None:
-        optimizer.load_state_dict(resume.optimizer)
-        scaler.load_state_dict(resume.scaler)
-        state = resume.state
-        state.stale_epochs = 0  # a resumed run gets a fresh patience
+    scaler = settings.grad_scaler()
+    state = resume_into(resume, optimizer, scaler)
     scheduler = build_scheduler(
         optimizer, config, len(loaders.train), state.step, config.freeze_backbone_epochs
     )
     criterion = build_criterion(data.train.targets, len(data.classes), config, context.device)
-    optimization = Optimization(optimizer, scheduler, scaler, criterion=criterion)
-    run_dir = resume_dir or (
-        unique_run_dir(config.runs, config.model_name) if context.is_main else None
-    )
-    best = best_weights_on_disk(resume_dir)
-    frozen = frozen_layers(model.backbone, head, config.freeze_backbone_epochs, context.is_main)
     return Run(
-        config, context, data, report, spec, model, wrapped, head, source, loaders,
-        optimization, settings, state, broadcast_path(run_dir), best, frozen,
-    )  # fmt: skip
+        config=config,
+        context=context,
+        data=data,
+        dataset_report=report,
+        spec=spec,
+        model=model,
+        wrapped=parallel(model, context),
+        head=head,
+        weights_source=source,
+        loaders=loaders,
+        optimization=Optimization(optimizer, scheduler, scaler, criterion=criterion),
+        settings=settings,
+        state=state,
+        run_dir=open_run_dir(config, context, resume_dir),
+        best_weights=best_weights_on_disk(resume_dir),
+        frozen=frozen_layers(model.backbone, head, config.freeze_backbone_epochs, context.is_main),
+    )
 
 
 def _build_model(
@@ -176,12 +158,15 @@ def _build_model(
     if resume is not None:
         spec = InputSpec.model_validate(resume.input_spec)
     else:
-        spec = make_input_spec(created, config.image_size, color_mode, data.native_size,
-                               _placeholder_statistics(in_channels))  # fmt: skip
+        placeholder = _placeholder_statistics(in_channels)
+        spec = make_input_spec(
+            created, config.image_size, color_mode, data.native_size, placeholder
+        )
         if created.pretrained_input is None:
             statistics = channel_statistics(_sample(data, spec))
-            spec = make_input_spec(created, config.image_size, color_mode, data.native_size,
-                                   statistics)  # fmt: skip
+            spec = make_input_spec(
+                created, config.image_size, color_mode, data.native_size, statistics
+            )
     normalization = spec.normalization
     assert normalization is not None
     model = NormalizedClassifier(created.backbone, normalization.mean, normalization.std)
@@ -230,10 +215,10 @@ def _sample(data: DataSplits, spec: InputSpec) -> list[torch.Tensor]:
 
 
 def _fit(run: Run) -> None:
-    if run.context.is_main:
-        logger.info("%s\nsplits: %s", format_report(run.dataset_report), run.data.split_note)
-        (run.run_dir / "config.json").write_text(run.config.to_json())
-        write_json(run.dataset_report.to_dict(), run.run_dir / "dataset.json")
+    summary = f"{format_report(run.dataset_report)}\nsplits: {run.data.split_note}"
+    start_run_folder(
+        run.run_dir, run.config, run.dataset_report.to_dict(), summary, run.context.is_main
+    )
     task = FitTask(
         model=run.model,
         state=run.state,
@@ -297,9 +282,13 @@ def _finish(run: Run, command: str, total_s: float) -> RunResult:
     split, images = run.data.final
     loader = eval_loader(images, run.spec, run.config, run.context)
     tally, mistakes = evaluate(
-        run.model, loader, len(classes), run.settings, description=split,
+        run.model,
+        loader,
+        len(classes),
+        run.settings,
+        description=split,
         keep_mistakes=_MISTAKES_SHOWN,
-    )  # fmt: skip
+    )
     final = compute_metrics(tally, classes)
     best_val = compute_metrics(
         evaluate(run.model, run.loaders.val, len(classes), run.settings)[0], classes
@@ -307,16 +296,30 @@ def _finish(run: Run, command: str, total_s: float) -> RunResult:
     model_dir = None
     if run.context.is_main:
         outcome = Outcome(
-            run.config, run.data, run.dataset_report, run.spec, split, final, best_val,
-            run.state.history, _training_record(run, command, total_s),
-        )  # fmt: skip
+            config=run.config,
+            data=run.data,
+            dataset_report=run.dataset_report,
+            spec=run.spec,
+            split=split,
+            final=final,
+            best_val=best_val,
+            history=run.state.history,
+            training=_training_record(run, command, total_s),
+        )
         write_outputs(outcome, mistakes, run.run_dir)
         logger.info("%s", format_metrics(final, f"best epoch on {split}"))
         if run.config.export:
-            model_dir = export_outcome(outcome, copy.deepcopy(run.model), run.head, run.run_dir)
+            model_dir = export_classifier_run(
+                run.run_dir,
+                run.config.store,
+                name=run.config.model_name,
+                version=run.config.model_version,
+            )
             _calibrate(run, model_dir)
     barrier()
-    return RunResult(run.run_dir, model_dir, split, final, run.state)
+    return RunResult(
+        run_dir=run.run_dir, model_dir=model_dir, split=split, metrics=final, state=run.state
+    )
 
 
 def _calibrate(run: Run, model_dir: Path) -> None:

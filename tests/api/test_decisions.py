@@ -90,7 +90,9 @@ def client(decision_store: Path) -> Iterator[TestClient]:
         yield test_client
 
 
-def classify(client: TestClient, images: list[bytes], **params: object) -> list[dict[str, object]]:
+def classify(
+    client: TestClient, images: list[bytes], **params: str | float
+) -> list[dict[str, object]]:
     files = [("image", (f"{i}.png", data, "image/png")) for i, data in enumerate(images)]
     answer = client.post("/classify", files=files, params=params)
     assert answer.status_code == 200, answer.text

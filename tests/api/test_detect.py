@@ -73,15 +73,22 @@ def test_boxes_follow_exif_orientation(client: TestClient, orientation: int) -> 
 
 
 def test_threshold_and_max_detections(client: TestClient) -> None:
-    upload = {"content": encode(scene(), "PNG"), "headers": {"content-type": "image/png"}}
-    low = client.post("/detect", params={"score_threshold": 0.05}, **upload).json()  # type: ignore[arg-type]
+    content, headers = encode(scene(), "PNG"), {"content-type": "image/png"}
+    low = client.post(
+        "/detect", params={"score_threshold": 0.05}, content=content, headers=headers
+    ).json()
     assert [d["label"] for d in low["results"][0]["detections"]] == ["red thing", "anything"]
     assert box_of(low["results"][0]["detections"][1]) == (0, 0, 640, 480)
     best = client.post(
-        "/detect", params={"score_threshold": 0.05, "max_detections": 1}, **upload
-    ).json()  # type: ignore[arg-type]
+        "/detect",
+        params={"score_threshold": 0.05, "max_detections": 1},
+        content=content,
+        headers=headers,
+    ).json()
     assert [d["label"] for d in best["results"][0]["detections"]] == ["red thing"]
-    none = client.post("/detect", params={"score_threshold": 0.95}, **upload).json()  # type: ignore[arg-type]
+    none = client.post(
+        "/detect", params={"score_threshold": 0.95}, content=content, headers=headers
+    ).json()
     assert none["results"][0]["detections"] == []
 
 

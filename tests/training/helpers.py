@@ -23,8 +23,11 @@ FASHION_MNIST_MISSING = (
 
 def fashion_mnist_installed() -> bool:
     """Whether the Debian package's files are present."""
-    return all((FASHION_MNIST_DIR / name).is_file() for pair in FASHION_MNIST_FILES.values()
-               for name in pair)  # fmt: skip
+    return all(
+        (FASHION_MNIST_DIR / name).is_file()
+        for pair in FASHION_MNIST_FILES.values()
+        for name in pair
+    )
 
 
 needs_fashion_mnist = pytest.mark.skipif(
@@ -81,12 +84,20 @@ def write_coco(root: Path, split: str, count: int, size: tuple[int, int] = (120,
             w, h = width // 4 + index % 7, height // 4 + index % 5
             y = min(y, height - h - 1)
             draw.rectangle((x, y, x + w - 1, y + h - 1), fill=COLOURS[category])
-            annotations.append({"id": len(annotations) + 1, "image_id": index + 10,
-                                "category_id": category, "bbox": [x, y, w, h],
-                                "area": w * h, "iscrowd": 0})  # fmt: skip
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": index + 10,
+                    "category_id": category,
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
         image.save(root / split / f"{index}.png")
-        images.append({"id": index + 10, "file_name": f"{index}.png", "width": width,
-                       "height": height})  # fmt: skip
+        images.append(
+            {"id": index + 10, "file_name": f"{index}.png", "width": width, "height": height}
+        )
     (root / "annotations").mkdir(exist_ok=True)
     payload = {"images": images, "annotations": annotations, "categories": CATEGORIES}
     (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(payload))

@@ -27,8 +27,10 @@ def test_card_records_the_test_metrics_and_how_it_was_trained() -> None:
     assert card.labels[0] == "T-shirt/top"
     assert len(card.labels) == 10
     assert (card.input.color_mode, card.input.resize_mode, card.input.resize_size) == (
-        "L", "stretch", 28,
-    )  # fmt: skip
+        "L",
+        "stretch",
+        28,
+    )
     test = card.metrics[0]
     assert (test.dataset, test.split, test.values["images"]) == ("fashion-mnist", "test", 10_000)
     assert test.values["top1"] >= 0.945  # issue 9 keeps it at or above 94.5%; shipped: 94.65%

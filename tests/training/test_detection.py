@@ -49,8 +49,9 @@ def one_thread() -> Iterator[None]:
 def tiny_detector(
     score_threshold: float = 0.05, arch: str = "fasterrcnn_mobilenet_v2"
 ) -> ScriptableDetector:
-    config = DetectorConfig(arch, 3, image_size=64, fpn_channels=32,
-                            score_threshold=score_threshold)  # fmt: skip
+    config = DetectorConfig(
+        arch, 3, image_size=64, fpn_channels=32, score_threshold=score_threshold
+    )
     torch.manual_seed(0)
     detector = create_detector(config, weights="none")
     # Fresh heads give many boxes exactly the same score, and which of them survive the cut is
@@ -63,10 +64,15 @@ def tiny_detector(
 
 def detector_card(**changes: object) -> ModelCard:
     card = ModelCard(
-        name="tiny-frcnn", version="0.0.1", task="detect", architecture="fasterrcnn_mobilenet_v2",
-        framework=framework_versions(), labels=("__background__", "blue thing", "red thing"),
-        input=detector_input_spec(64), detection=DetectionSpec(score_threshold=0.5),
-    )  # fmt: skip
+        name="tiny-frcnn",
+        version="0.0.1",
+        task="detect",
+        architecture="fasterrcnn_mobilenet_v2",
+        framework=framework_versions(),
+        labels=("__background__", "blue thing", "red thing"),
+        input=detector_input_spec(64),
+        detection=DetectionSpec(score_threshold=0.5),
+    )
     return card.model_copy(update=changes)
 
 
@@ -135,8 +141,15 @@ def test_exported_detector_matches_eager_and_loads(arch: str, tmp_path: Path) ->
 
 def test_perfect_detections_score_map_one(coco_folder: Path) -> None:
     split = load_split(coco_folder, "val")
-    detections = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
-                   "score": 1.0} for a in split.coco["annotations"]]  # fmt: skip
+    detections = [
+        {
+            "image_id": a["image_id"],
+            "category_id": a["category_id"],
+            "bbox": a["bbox"],
+            "score": 1.0,
+        }
+        for a in split.coco["annotations"]
+    ]
     metrics = coco_metrics(split.coco, detections, split.labels)
     assert metrics.map == pytest.approx(1.0) and metrics.map50 == pytest.approx(1.0)
     assert set(metrics.per_class) == {"red thing", "blue thing"}
@@ -179,3 +192,8 @@ def test_cli_trains_exports_and_evaluates_a_detector(coco_folder: Path, tmp_path
     resumed = ["train", "--resume", str(tmp_path / "runs" / "tiny" / "last.pt"), "--epochs", "3",
                "--workers", "0", "--no-progress", "--no-export"]  # fmt: skip
     assert main(resumed) == 0
+    best = str(tmp_path / "runs" / "tiny" / "best.pt")
+    assert main(["export", "--weights", best, "--out", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "tiny" / "card.json").read_text())
+    assert again["task"] == "detect"
+    assert again["labels"] == card["labels"]

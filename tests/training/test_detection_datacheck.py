@@ -48,8 +48,16 @@ def add_image(coco: Coco, image_id: int, file_name: str, boxes: list[list[float]
 def add_annotation(coco: Coco, image_id: int, category_id: int, box: list[float]) -> None:
     """One more annotation with the next free id."""
     next_id = max(a["id"] for a in coco["annotations"]) + 1
-    coco["annotations"].append({"id": next_id, "image_id": image_id, "category_id": category_id,
-                                "bbox": box, "area": 1, "iscrowd": 0})  # fmt: skip
+    coco["annotations"].append(
+        {
+            "id": next_id,
+            "image_id": image_id,
+            "category_id": category_id,
+            "bbox": box,
+            "area": 1,
+            "iscrowd": 0,
+        }
+    )
 
 
 def corrupt_jpeg() -> bytes:
@@ -102,8 +110,9 @@ def test_clean_folder_counts_instances_and_images(coco_folder: Path) -> None:
 def test_unreadable_and_missing_images_are_listed_and_left_out(messy_folder: Path) -> None:
     checked = check_detection_data(messy_folder, workers=2)
     reasons = dict(checked.report.unreadable)
-    assert set(reasons) == {str(messy_folder / "train" / name)
-                            for name in ("broken.jpg", "missing.png")}  # fmt: skip
+    assert set(reasons) == {
+        str(messy_folder / "train" / name) for name in ("broken.jpg", "missing.png")
+    }
     assert "missing" in reasons[str(messy_folder / "train" / "missing.png")]
     train = checked.splits["train"]
     assert {entry["id"] for entry in train.images} == set(range(10, 18))
@@ -136,15 +145,21 @@ def test_a_box_partly_outside_is_clipped_to_the_image(messy_folder: Path) -> Non
 def test_duplicates_across_splits_are_found(messy_folder: Path) -> None:
     duplicates = check_detection_data(messy_folder, workers=2).report.duplicates
     assert duplicates.groups == 1 and duplicates.crossing == 1
-    assert duplicates.examples == [[f"train:{messy_folder / 'train' / '0.png'}",
-                                    f"val:{messy_folder / 'val' / 'leak.png'}"]]  # fmt: skip
+    assert duplicates.examples == [
+        [f"train:{messy_folder / 'train' / '0.png'}", f"val:{messy_folder / 'val' / 'leak.png'}"]
+    ]
 
 
 def test_report_names_every_problem(messy_folder: Path) -> None:
     text = format_report(check_detection_data(messy_folder, workers=2).report)
-    for expected in ("2 categories (COCO)", "2 unreadable file(s), skipped", "broken.jpg",
-                     "5 annotation(s) dropped", "1 box(es) extending outside their image",
-                     "1 group(s) of byte-identical images, 1 spanning splits"):  # fmt: skip
+    for expected in (
+        "2 categories (COCO)",
+        "2 unreadable file(s), skipped",
+        "broken.jpg",
+        "5 annotation(s) dropped",
+        "1 box(es) extending outside their image",
+        "1 group(s) of byte-identical images, 1 spanning splits",
+    ):
         assert expected in text
 
 
@@ -274,5 +289,13 @@ def test_training_reads_photos_upright_like_the_service(
 
 
 def add_annotation_first(coco: Coco, image_id: int, box: list[float]) -> None:
-    coco["annotations"].append({"id": 1, "image_id": image_id, "category_id": 5, "bbox": box,
-                                "area": box[2] * box[3], "iscrowd": 0})  # fmt: skip
+    coco["annotations"].append(
+        {
+            "id": 1,
+            "image_id": image_id,
+            "category_id": 5,
+            "bbox": box,
+            "area": box[2] * box[3],
+            "iscrowd": 0,
+        }
+    )

@@ -60,9 +60,14 @@ def test_torchrun_trains_a_detector_with_two_cpu_processes(tmp_path: Path) -> No
     ]  # fmt: skip
     environment = os.environ | {"OMP_NUM_THREADS": "1"}
     finished = subprocess.run(
-        command, check=False, cwd=ROOT, env=environment, capture_output=True, text=True,
+        command,
+        check=False,
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
         timeout=300,
-    )  # fmt: skip
+    )
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "rank 1 of 2" in finished.stderr
     runs = list((tmp_path / "runs").iterdir())

@@ -1,6 +1,8 @@
 """Recipe parts: schedule, optimizer groups, frozen backbone, class balance, sharded samplers."""
 
+import dataclasses
 import itertools
+import logging
 import math
 from collections import Counter
 from pathlib import Path
@@ -11,17 +13,25 @@ import torch
 from tests.training.helpers import quick_config
 from training.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint
 from training.config import ConfigError, TrainConfig
+from training.detection.config import DetectionTrainConfig
 from training.distributed import EpochSampler, ShardSampler
 from training.engine import Optimization, StepSettings, train_one_epoch
 from training.models import create_classifier
 from training.modules import NormalizedClassifier
-from training.recipe import build_optimizer, build_scheduler, class_weights, lr_factor
+from training.recipe import (
+    build_optimizer,
+    build_scheduler,
+    class_weights,
+    lr_factor,
+    scale_recipe,
+)
 from training.trainer import frozen_layers
 
 
 def small_model() -> NormalizedClassifier:
-    return NormalizedClassifier(create_classifier("smallcnn", 3, in_channels=1).backbone,
-                                (0.5,), (0.25,))  # fmt: skip
+    return NormalizedClassifier(
+        create_classifier("smallcnn", 3, in_channels=1).backbone, (0.5,), (0.25,)
+    )
 
 
 def test_warmup_then_cosine_to_the_floor() -> None:
@@ -150,8 +160,15 @@ def test_best_epoch_breaks_top1_ties_by_val_loss_then_the_later_epoch() -> None:
 
 
 def test_old_checkpoint_state_without_best_loss_loads() -> None:
-    stored = {"epoch": 2, "step": 20, "best_score": 0.5, "best_epoch": 1, "stale_epochs": 0,
-              "history": [], "wall_time_s": 3.0}  # fmt: skip
+    stored = {
+        "epoch": 2,
+        "step": 20,
+        "best_score": 0.5,
+        "best_epoch": 1,
+        "stale_epochs": 0,
+        "history": [],
+        "wall_time_s": 3.0,
+    }
     state = TrainState.from_dict(stored)
     assert state.best_loss == float("inf")
     assert _epoch(state, 0.5, 2.0) and state.best_epoch == 2
@@ -179,3 +196,45 @@ def test_a_frozen_backbone_keeps_its_batch_norm_statistics(tmp_path: Path) -> No
     train_one_epoch(model, [batch], optimization, settings, "t")
     assert not all(torch.equal(a, mean) for a, mean in zip(before, means, strict=True))
     assert frozen_layers(model.backbone, "fc", epochs=0, log=False) == []
+
+
+def test_batch_size_and_lr_scale_to_a_small_folder(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = quick_config("x", tmp_path, batch_size=0, lr=0.0)
+    with caplog.at_level(logging.INFO):
+        scaled = scale_recipe(config, images=90, world_size=1, log=True)
+    assert scaled.batch_size == 8  # 11 steps an epoch; 16 would give 5
+    assert scaled.lr == pytest.approx(2e-3 * math.sqrt(8 / 128))
+    assert "recipe scaled to 90 training images on 1 process(es): batch size 8 (11 steps" in (
+        caplog.text
+    )
+
+
+def test_a_large_data_set_keeps_the_reference_recipe(tmp_path: Path) -> None:
+    config = quick_config("x", tmp_path, batch_size=0, lr=0.0)
+    scaled = scale_recipe(config, images=54_000, world_size=2, log=False)
+    assert (scaled.batch_size, scaled.lr) == (128, 2e-3)
+    sgd = scale_recipe(dataclasses.replace(config, optimizer="sgd", batch_size=32), 90, 1, False)
+    assert sgd.lr == pytest.approx(2e-3 / 4)  # SGD: linear in the batch size
+
+
+def test_an_explicit_batch_size_with_few_steps_is_kept_and_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = quick_config("x", tmp_path, batch_size=128, lr=1e-3)
+    with caplog.at_level(logging.INFO):
+        scaled = scale_recipe(config, images=110, world_size=1, log=True)
+    assert (scaled.batch_size, scaled.lr) == (128, 1e-3)
+    assert "--batch-size 128 gives 1 optimiser step(s) per epoch on 110 training images" in (
+        caplog.text
+    )
+    assert "recipe scaled" not in caplog.text
+
+
+def test_only_the_classifier_recipe_takes_zero_for_scaled(tmp_path: Path) -> None:
+    assert TrainConfig(data="x", batch_size=0, lr=0.0).batch_size == 0
+    with pytest.raises(ConfigError, match="batch_size must be >= 1"):
+        DetectionTrainConfig(data="x", batch_size=0)
+    with pytest.raises(ConfigError, match="lr must be positive"):
+        DetectionTrainConfig(data="x", lr=0.0)

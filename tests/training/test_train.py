@@ -17,6 +17,7 @@ from training import trainer
 from training.artifact import evaluate_artifact
 from training.checkpoint import load_checkpoint
 from training.cli import main
+from training.engine import train_one_epoch
 from training.export import parity_inputs
 from training.metrics import Tally
 from training.trainer import RunResult, train
@@ -70,7 +71,8 @@ def test_the_export_is_served_with_its_metrics(trained: RunResult) -> None:
     assert card.input.resize_mode == "stretch"
     assert card.input.resize_size == 24
     test = card.metrics[0]
-    assert (test.split, test.values["top1"]) == ("test", pytest.approx(trained.metrics.top1))
+    assert test.split == "test"
+    assert test.values["top1"] == pytest.approx(trained.metrics.top1)
     assert card.training is not None
     assert card.training["command"] == "pytest"
     assert {"wall_time_s", "images_per_s", "machine", "recipe"} <= set(card.training)
@@ -99,14 +101,13 @@ def test_an_interrupted_run_resumes_to_the_same_weights(
 ) -> None:
     config = quick_config(fashion_folder, tmp_path, epochs=2, export=False, max_per_class=20)
     straight = train(config, "pytest")
-    real_epoch = trainer.train_one_epoch
     calls = []
 
     def interrupted(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
+        return train_one_epoch(*args, **kwargs)
 
     monkeypatch.setattr(trainer, "train_one_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -155,8 +156,9 @@ def test_early_stopping_stops_when_validation_stalls(
 
     monkeypatch.setattr(trainer, "evaluate", stalled)
     monkeypatch.setattr(trainer, "write_outputs", lambda *args: None)
-    config = quick_config(fashion_folder, tmp_path, epochs=10, patience=2, export=False,
-                          max_per_class=10)  # fmt: skip
+    config = quick_config(
+        fashion_folder, tmp_path, epochs=10, patience=2, export=False, max_per_class=10
+    )
     result = train(config, "pytest")
     assert result.state.epoch == 3  # first at epoch 1, then two epochs of no progress
     assert result.state.best_epoch == 2  # an exact tie (same top-1 and loss) keeps the later
@@ -171,3 +173,51 @@ def test_bad_folder_exits_with_a_message_before_training(
     assert code == 2
     assert "found one class ('cats')" in caplog.text
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_without_batch_size_or_lr_records_the_scaled_recipe(
+    fashion_folder: Path, tmp_path: Path
+) -> None:
+    config = quick_config(fashion_folder, tmp_path, epochs=1, export=False, batch_size=0, lr=0.0)
+    result = train(config, "pytest")
+    recorded = json.loads((result.run_dir / "config.json").read_text())
+    assert recorded["batch_size"] == 16  # 144 training images: 9 steps an epoch
+    assert recorded["lr"] == pytest.approx(2e-3 * (16 / 128) ** 0.5)
+    assert result.state.step == 9
+
+
+def test_export_of_a_runs_best_checkpoint_gives_the_runs_card(
+    trained: RunResult, tmp_path: Path
+) -> None:
+    assert trained.model_dir is not None
+    weights = str(trained.run_dir / "best.pt")
+    code = main(["export", "--weights", weights, "--name", "again", "--out", str(tmp_path)])
+    assert code == 0
+    shipped = load_model(trained.model_dir, torch.device("cpu"))
+    again = load_model(tmp_path / "again", torch.device("cpu"))
+    assert again.card.name == "again"
+    assert again.card.model_copy(update={"name": shipped.card.name}) == shipped.card.model_copy(
+        update={"created_at": again.card.created_at}
+    )
+    inputs = parity_inputs(shipped.card)
+    torch.testing.assert_close(again.module(inputs), shipped.module(inputs))
+    for name in REPORT_FILES:
+        assert (tmp_path / "again" / name).is_file()
+
+
+def test_export_of_another_checkpoint_or_with_flags_it_ignores_is_one_line(
+    trained: RunResult, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    last = str(trained.run_dir / "last.pt")
+    best = str(trained.run_dir / "best.pt")
+    out = ["--out", str(tmp_path)]
+    assert main(["export", "--weights", last, *out]) == 2
+    assert main(["export", "--weights", best, "--arch", "resnet18", *out]) == 2
+    assert main(["export", "--weights", best, "--labels", last, *out]) == 2
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert errors == [
+        f"{last}: export takes a run's best.pt, the weights its metrics.json describes",
+        f"--arch resnet18: {best} is a smallcnn",
+        f"--labels: {best} has its own (bag, sandal, shirt, trouser)",
+    ]
+    assert not list(tmp_path.iterdir())

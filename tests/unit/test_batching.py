@@ -144,7 +144,7 @@ async def test_several_workers_run_batches_at_the_same_time() -> None:
     batcher: DynamicBatcher[int, int] = DynamicBatcher("pair", run, policy)
     batcher.start()
     try:
-        assert await asyncio.gather(batcher.submit_many([1]), batcher.submit_many([2])) == [
+        assert list(await asyncio.gather(batcher.submit_many([1]), batcher.submit_many([2]))) == [
             [1],
             [2],
         ]

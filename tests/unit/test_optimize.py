@@ -33,12 +33,16 @@ def conv_bn_classifier() -> LoadedModel:
     )
     norm = backbone[1]
     assert isinstance(norm, nn.BatchNorm2d)
+    assert norm.running_mean is not None and norm.running_var is not None
     norm.running_mean.uniform_(-0.5, 0.5)
     norm.running_var.uniform_(0.5, 2.0)
     module = NormalizedClassifier(backbone, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)).eval()
     scripted = torch.jit.freeze(torch.jit.script(module))
-    spec = InputSpec(resize_size=16, crop_size=16, normalization=Normalization(
-        mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)))  # fmt: skip
+    spec = InputSpec(
+        resize_size=16,
+        crop_size=16,
+        normalization=Normalization(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+    )
     return LoadedModel(tiny_card(input=spec), scripted, "0" * 64, CPU)
 
 
@@ -114,4 +118,6 @@ def test_the_shipped_mobilenet_keeps_its_answers_on_real_photos() -> None:
     with torch.inference_mode():
         expected, actual = loaded.module(batch), optimized.module(batch)
     torch.testing.assert_close(actual, expected, atol=1e-3, rtol=1e-3)
-    assert torch.equal(actual.argmax(dim=1), expected.argmax(dim=1))
+    # Its card lists outputs (logits, embedding): the answers are the logits' argmax.
+    assert loaded.card.outputs == ("logits", "embedding")
+    assert torch.equal(actual[0].argmax(dim=1), expected[0].argmax(dim=1))

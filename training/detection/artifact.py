@@ -20,7 +20,7 @@ from training.detection.engine import predict
 from training.detection.metrics import DetectionMetrics, coco_metrics
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DetectorEvaluation:
     """An exported detector's metrics on one split, and its raw detections."""
 
@@ -31,9 +31,14 @@ class DetectorEvaluation:
 
 
 def evaluate_detector(
-    model_dir: Path, source: str, split: str = "test", *, batch_size: int = 8, workers: int = 2,
+    model_dir: Path,
+    source: str,
+    split: str = "test",
+    *,
+    batch_size: int = 8,
+    workers: int = 2,
     progress: bool = True,
-) -> DetectorEvaluation:  # fmt: skip
+) -> DetectorEvaluation:
     """Load `model_dir` like the service and compute COCO mAP on `source`'s `split`."""
     loaded = load_model(model_dir, torch.device("cpu"))
     card = loaded.card
@@ -48,10 +53,17 @@ def evaluate_detector(
     # Model label k -> the data's category id (0 for labels the data does not have).
     category_of = {data.labels[k]: c for c, k in data.category_to_label.items()}
     label_to_category = [category_of.get(name, 0) for name in card.labels]
-    loader = DataLoader(ServedImages(data, card.input), batch_size, num_workers=workers,
-                        collate_fn=collate)  # fmt: skip
-    detections = predict(loaded.module, loader, label_to_category, device=torch.device("cpu"),
-                         progress=progress, description="evaluate")  # fmt: skip
+    loader = DataLoader(
+        ServedImages(data, card.input), batch_size, num_workers=workers, collate_fn=collate
+    )
+    detections = predict(
+        loaded.module,
+        loader,
+        label_to_category,
+        device=torch.device("cpu"),
+        progress=progress,
+        description="evaluate",
+    )
     detections = [d for d in detections if d["category_id"] != 0]
-    return DetectorEvaluation(loaded, split, coco_metrics(data.coco, detections, data.labels),
-                              detections)  # fmt: skip
+    metrics = coco_metrics(data.coco, detections, data.labels)
+    return DetectorEvaluation(model=loaded, split=split, metrics=metrics, detections=detections)

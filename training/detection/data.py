@@ -129,14 +129,16 @@ class TrainPreset:
     """Box-aware augmentation, ending at the card's longer-side size (transforms v2)."""
 
     def __init__(self, spec: InputSpec) -> None:
-        self.transforms = v2.Compose([
-            v2.RandomPhotometricDistort(p=0.5),
-            v2.RandomHorizontalFlip(),
-            v2.RandomApply([v2.RandomZoomOut(fill=124, side_range=(1.0, 1.6))], p=0.2),
-            v2.Resize(None, max_size=spec.resize_size, antialias=True),
-            v2.ClampBoundingBoxes(),
-            v2.SanitizeBoundingBoxes(min_size=2),
-        ])  # fmt: skip
+        self.transforms = v2.Compose(
+            [
+                v2.RandomPhotometricDistort(p=0.5),
+                v2.RandomHorizontalFlip(),
+                v2.RandomApply([v2.RandomZoomOut(fill=124, side_range=(1.0, 1.6))], p=0.2),
+                v2.Resize(None, max_size=spec.resize_size, antialias=True),
+                v2.ClampBoundingBoxes(),
+                v2.SanitizeBoundingBoxes(min_size=2),
+            ]
+        )
 
     def __call__(
         self, image: Image.Image, boxes: torch.Tensor, labels: torch.Tensor

@@ -115,15 +115,23 @@ def check_detection_data(root: Path, workers: int = 4) -> CheckedDetectionData:
     splits, files, findings = _cleaned(raw, workers)
     counts = {name: _count(split, len(raw[name].images)) for name, split in splits.items()}
     duplicates = find_duplicates(
-        {name: [files[split.path(i)].digest for i in range(len(split.images))]
-         for name, split in splits.items()},
+        {
+            name: [files[split.path(i)].digest for i in range(len(split.images))]
+            for name, split in splits.items()
+        },
         lambda name, index: str(splits[name].path(index)),
-    )  # fmt: skip
+    )
     report = DetectionReport(
-        str(root), raw["train"].labels[1:], counts, findings.unreadable,
-        dict(findings.dropped), findings.dropped_examples, findings.clipped, findings.resized,
+        str(root),
+        raw["train"].labels[1:],
+        counts,
+        findings.unreadable,
+        dict(findings.dropped),
+        findings.dropped_examples,
+        findings.clipped,
+        findings.resized,
         duplicates,
-    )  # fmt: skip
+    )
     return CheckedDetectionData(splits, report)
 
 
@@ -135,9 +143,12 @@ def checked_split(root: Path, name: str, workers: int = 4) -> CocoSplit:
         dropped = sum(findings.dropped.values())
         logger.warning(
             "%s %s: left out %d unreadable image(s) and %d invalid annotation(s): %s",
-            root, name, len(findings.unreadable), dropped,
+            root,
+            name,
+            len(findings.unreadable),
+            dropped,
             "; ".join(f"{path}: {reason}" for path, reason in findings.unreadable[:_EXAMPLES]),
-        )  # fmt: skip
+        )
     if not cleaned.images:
         raise DatasetError(f"{root}: no readable images in split {name!r}")
     return cleaned
@@ -171,8 +182,10 @@ def format_report(report: DetectionReport) -> str:
     width = max(len(name) for name in (*report.categories, "images with no object"))
     header = f"  {'category':<{width}}  " + "  ".join(f"{split:>7}" for split in splits)
     lines = [f"dataset {report.source}: {len(report.categories)} categories (COCO)", "", header]
-    rows = [(name, [report.counts[s].instances[k] for s in splits])
-            for k, name in enumerate(report.categories)]  # fmt: skip
+    rows = [
+        (name, [report.counts[s].instances[k] for s in splits])
+        for k, name in enumerate(report.categories)
+    ]
     rows += [
         ("instances", [sum(report.counts[s].instances) for s in splits]),
         ("images", [report.counts[s].images for s in splits]),
@@ -185,8 +198,12 @@ def format_report(report: DetectionReport) -> str:
         f"warning: category {name!r} has no training instance; the detector cannot learn it"
         for name in report.untrained_categories
     ]
-    return "\n".join(lines + unreadable_lines(report.unreadable) + _annotation_lines(report)
-                     + duplicate_lines(report.duplicates))  # fmt: skip
+    return "\n".join(
+        lines
+        + unreadable_lines(report.unreadable)
+        + _annotation_lines(report)
+        + duplicate_lines(report.duplicates)
+    )
 
 
 def _annotation_lines(report: DetectionReport) -> list[str]:
@@ -278,9 +295,11 @@ def _usable_images(
 
 
 def _check_annotation(
-    annotation: dict[str, Any], sizes: Mapping[int, tuple[int, int]], split: CocoSplit,
+    annotation: dict[str, Any],
+    sizes: Mapping[int, tuple[int, int]],
+    split: CocoSplit,
     findings: _Findings,
-) -> dict[str, Any] | None:  # fmt: skip
+) -> dict[str, Any] | None:
     """The annotation with its box clipped to the image, or None (counted) when unusable."""
     image_id = annotation.get("image_id")
     image_size = sizes.get(image_id) if isinstance(image_id, int) else None

@@ -22,7 +22,7 @@ from training.engine import (
 _POSTFIX_EVERY = 5
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DetectionEpochStats(Throughput):
     """Mean loss (and its parts) over one epoch, and its speed."""
 
@@ -72,7 +72,8 @@ def train_one_epoch(
         for name, total in zip(names, totals[1:], strict=True)
     }
     loss_mean = means.pop("loss", float("nan"))
-    return DetectionEpochStats(loss_mean, means, images_seen, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return DetectionEpochStats(loss=loss_mean, parts=means, images=images_seen, seconds=seconds)
 
 
 def predict(
@@ -102,16 +103,22 @@ def predict(
 
 
 def coco_results(
-    output: dict[str, torch.Tensor], scale: torch.Tensor, image_id: int,
+    output: dict[str, torch.Tensor],
+    scale: torch.Tensor,
+    image_id: int,
     label_to_category: Sequence[int],
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     """One image's detections as COCO entries (xywh in original pixels)."""
     boxes = output["boxes"].float().cpu() * scale
     boxes[:, 2:] -= boxes[:, :2]
     return [
-        {"image_id": image_id, "category_id": int(label_to_category[int(label)]),
-         "bbox": [round(v, 2) for v in box], "score": round(float(score), 5)}
+        {
+            "image_id": image_id,
+            "category_id": int(label_to_category[int(label)]),
+            "bbox": [round(v, 2) for v in box],
+            "score": round(float(score), 5),
+        }
         for box, score, label in zip(
             boxes.tolist(), output["scores"].cpu(), output["labels"].cpu(), strict=True
         )
-    ]  # fmt: skip
+    ]

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 RECALL_POINTS = tuple(float(r) for r in np.linspace(0.0, 1.0, 101))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DetectionMetrics:
     """What a detector scored on one split (COCO protocol, up to 100 detections per image)."""
 
@@ -36,11 +36,16 @@ class DetectionMetrics:
     def summary(self) -> dict[str, float]:
         """The headline numbers, as recorded in the card."""
         return {
-            "map": self.map, "map50": self.map50, "map75": self.map75,
-            "map_small": self.map_small, "map_medium": self.map_medium,
-            "map_large": self.map_large, "recall100": self.recall100,
-            "images": float(self.images), "objects": float(self.objects),
-        }  # fmt: skip
+            "map": self.map,
+            "map50": self.map50,
+            "map75": self.map75,
+            "map_small": self.map_small,
+            "map_medium": self.map_medium,
+            "map_large": self.map_large,
+            "recall100": self.recall100,
+            "images": float(self.images),
+            "objects": float(self.objects),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, for metrics.json."""
@@ -83,11 +88,18 @@ def coco_metrics(
         }
         curves[name] = [max(float(p), 0.0) for p in table[0]]
     return DetectionMetrics(
-        map=stats[0], map50=stats[1], map75=stats[2], map_small=stats[3],
-        map_medium=stats[4], map_large=stats[5], recall100=stats[8],
-        images=len(truth["images"]), objects=sum(counts.values()),
-        per_class=per_class, pr_curves=curves,
-    )  # fmt: skip
+        map=stats[0],
+        map50=stats[1],
+        map75=stats[2],
+        map_small=stats[3],
+        map_medium=stats[4],
+        map_large=stats[5],
+        recall100=stats[8],
+        images=len(truth["images"]),
+        objects=sum(counts.values()),
+        per_class=per_class,
+        pr_curves=curves,
+    )
 
 
 def _mean_valid(values: np.ndarray) -> float:
@@ -111,8 +123,19 @@ def _empty(truth: dict[str, Any], labels: tuple[str, ...]) -> DetectionMetrics:
         for k, c in enumerate(category_ids)
     }
     curves = {name: [0.0] * len(RECALL_POINTS) for name in per_class}
-    return DetectionMetrics(0, 0, 0, 0, 0, 0, 0, len(truth["images"]), sum(counts.values()),
-                            per_class, curves)  # fmt: skip
+    return DetectionMetrics(
+        map=0.0,
+        map50=0.0,
+        map75=0.0,
+        map_small=0.0,
+        map_medium=0.0,
+        map_large=0.0,
+        recall100=0.0,
+        images=len(truth["images"]),
+        objects=sum(counts.values()),
+        per_class=per_class,
+        pr_curves=curves,
+    )
 
 
 def format_detection_metrics(metrics: DetectionMetrics, title: str) -> str:

@@ -124,13 +124,19 @@ def create_detector(config: DetectorConfig, weights: str = "imagenet") -> nn.Mod
         # A 512-wide box head instead of 1024: half the RoI cost, plenty for a few classes.
         box_head = TwoMLPHead(config.fpn_channels * 7 * 7, _BOX_HEAD_WIDTH)
         detector = FasterRCNN(
-            backbone, None, rpn_anchor_generator=anchors, box_head=box_head,
+            backbone,
+            None,
+            rpn_anchor_generator=anchors,
+            box_head=box_head,
             box_predictor=FastRCNNPredictor(_BOX_HEAD_WIDTH, config.num_classes),
-            rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=300,
-            box_batch_size_per_image=64, box_score_thresh=config.score_threshold,
+            rpn_pre_nms_top_n_test=300,
+            rpn_post_nms_top_n_test=300,
+            box_batch_size_per_image=64,
+            box_score_thresh=config.score_threshold,
             box_nms_thresh=config.nms_threshold,
-            box_detections_per_img=config.detections_per_image, **common,
-        )  # fmt: skip
+            box_detections_per_img=config.detections_per_image,
+            **common,
+        )
         return _typed(detector)
     raise ConfigError(f"unknown detector {config.arch!r}; one of {', '.join(DETECTOR_ARCHS)}")
 

@@ -5,7 +5,6 @@ The run writes its report first and is exported from what it wrote, so exporting
 """
 
 import argparse
-import json
 import logging
 import shutil
 from collections.abc import Sequence
@@ -22,38 +21,52 @@ from training.detection.models import DetectorConfig, ScriptableDetector, create
 from training.detection.report import REPORT_FILES
 from training.export import export_model
 from training.models import framework_versions
-from training.report import METRICS_JSON
+from training.publish import read_run_report
 
 logger = logging.getLogger(__name__)
 
 
-def export_run(
-    run_dir: Path, store: Path | None = None, parity_images: Sequence[torch.Tensor] = ()
+def export_detector_run(
+    run_dir: Path,
+    store: Path | None = None,
+    parity_images: Sequence[torch.Tensor] = (),
+    *,
+    name: str | None = None,
+    version: str | None = None,
 ) -> Path:
     """Export run_dir's best weights with a card built from its metrics.json; return the folder.
 
     `parity_images`: real images (uint8 CHW, as served) to compare eager and scripted on.
+    Name, version and store default to the run's.
     """
     checkpoint = load_checkpoint(run_dir / BEST)
     config = DetectionTrainConfig.from_dict(checkpoint.config)
     detector_config = DetectorConfig(**checkpoint.extra["detector"])
     module = ScriptableDetector(create_detector(detector_config, weights="none"))
     module.load_state_dict(checkpoint.model)
-    report = json.loads((run_dir / METRICS_JSON).read_text())
+    report = read_run_report(run_dir)
     source = f"visionserve training run {run_dir.name}"
-    card = ModelCard.model_validate({
-        "name": config.model_name, "version": config.model_version, "task": "detect",
-        "architecture": config.arch, "framework": framework_versions(),
-        "labels": checkpoint.labels, "input": checkpoint.input_spec,
-        "detection": DetectionSpec(score_threshold=config.score_threshold),
-        "metrics": [_evaluation(report, report["split"], source),
-                    _evaluation(report, "val", source)],
-        "training": report["training"],
-    })  # fmt: skip
+    card = ModelCard.model_validate(
+        {
+            "name": name or config.model_name,
+            "version": version or config.model_version,
+            "task": "detect",
+            "architecture": config.arch,
+            "framework": framework_versions(),
+            "labels": checkpoint.labels,
+            "input": checkpoint.input_spec,
+            "detection": DetectionSpec(score_threshold=config.score_threshold),
+            "metrics": [
+                _evaluation(report, report["split"], source),
+                _evaluation(report, "val", source),
+            ],
+            "training": report["training"],
+        }
+    )
     directory = export_model(module.eval(), card, store or config.store, extra_inputs=parity_images)
-    for name in REPORT_FILES:
-        if (run_dir / name).is_file():
-            shutil.copyfile(run_dir / name, directory / name)
+    for report_file in REPORT_FILES:
+        if (run_dir / report_file).is_file():
+            shutil.copyfile(run_dir / report_file, directory / report_file)
     return directory
 
 
@@ -61,11 +74,15 @@ def _evaluation(report: dict[str, Any], split: str, source: str) -> Evaluation:
     values = dict(report[split])
     per_class = values.pop("per_class")
     return Evaluation(
-        dataset=report["dataset"], split=split, source=source,
+        dataset=report["dataset"],
+        split=split,
+        source=source,
         values={key: round(float(value), 6) for key, value in values.items()},
-        per_class={label: {k: round(float(v), 6) for k, v in row.items()}
-                   for label, row in per_class.items()},
-    )  # fmt: skip
+        per_class={
+            label: {k: round(float(v), 6) for k, v in row.items()}
+            for label, row in per_class.items()
+        },
+    )
 
 
 def main() -> None:
@@ -83,7 +100,7 @@ def main() -> None:
         spec = InputSpec.model_validate(load_checkpoint(args.run / BEST).input_spec)
         served = ServedImages(load_split(args.data, "val"), spec)
         images = [served[i][0] for i in range(min(4, len(served)))]
-    logger.info("exported %s", export_run(args.run, args.store, images))
+    logger.info("exported %s", export_detector_run(args.run, args.store, images))
 
 
 if __name__ == "__main__":

@@ -101,10 +101,10 @@ def evaluate_real_photos(
             _best_match(label, truth_boxes[row], ious[row], labels, scores)
             for row, (label, _) in enumerate(boxes)
         ]
-        detections = [{"label": name, "score": round(score, 3),
-                       "box": [round(v, 1) for v in box]}
-                      for name, score, box in zip(labels, scores, found.tolist(), strict=True)
-                      ]  # fmt: skip
+        detections = [
+            {"label": name, "score": round(score, 3), "box": [round(v, 1) for v in box]}
+            for name, score, box in zip(labels, scores, found.tolist(), strict=True)
+        ]
         results.append(PhotoResult(photo, decoded.width, decoded.height, truth, detections))
     return results
 
@@ -117,10 +117,12 @@ def _best_match(
     best = max(same, key=lambda i: float(ious[i]), default=None)
     iou = float(ious[best]) if best is not None else 0.0
     return {
-        "label": label, "box": [round(v, 1) for v in box.tolist()], "found": iou >= 0.5,
+        "label": label,
+        "box": [round(v, 1) for v in box.tolist()],
+        "found": iou >= 0.5,
         "best_iou": round(iou, 3),
         "best_score": round(scores[best], 3) if best is not None else 0.0,
-    }  # fmt: skip
+    }
 
 
 def summarize(results: list[PhotoResult], threshold: float) -> dict[str, Any]:
@@ -129,9 +131,14 @@ def summarize(results: list[PhotoResult], threshold: float) -> dict[str, Any]:
     hits = sum(t["found"] for r in results for t in r.truth)
     matched = sum(1 for r in results for t in r.truth if t["found"])
     alarms = sum(len(r.detections) for r in results) - matched
-    return {"score_threshold": threshold, "photos": len(results), "objects": objects,
-            "found_iou50": hits, "false_alarms": alarms,
-            "photos_detail": [r.__dict__ for r in results]}  # fmt: skip
+    return {
+        "score_threshold": threshold,
+        "photos": len(results),
+        "objects": objects,
+        "found_iou50": hits,
+        "false_alarms": alarms,
+        "photos_detail": [r.__dict__ for r in results],
+    }
 
 
 def plot_real_photos(results: list[PhotoResult], path: Path) -> None:
@@ -149,8 +156,14 @@ def plot_real_photos(results: list[PhotoResult], path: Path) -> None:
         for item in result.detections:
             x0, y0, x1, y1 = (v * factor for v in item["box"])
             axes.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="red", lw=1.5))
-            axes.text(x0, y0, f"{item['label']} {item['score']:.2f}", color="white", fontsize=7,
-                      backgroundcolor="red")  # fmt: skip
+            axes.text(
+                x0,
+                y0,
+                f"{item['label']} {item['score']:.2f}",
+                color="white",
+                fontsize=7,
+                backgroundcolor="red",
+            )
         axes.set_title(result.photo, fontsize=8)
         axes.axis("off")
     FigureCanvasAgg(figure)
@@ -171,9 +184,13 @@ def main() -> None:
     summary = summarize(results, threshold)
     (args.model / REAL_PHOTOS_JSON).write_text(json.dumps(summary, indent=2) + "\n")
     plot_real_photos(results, args.model / REAL_PHOTOS_PNG)
-    logger.info("real photos: %d/%d boxes found at IoU >= 0.5, %d false alarms (score >= %.2f)",
-                summary["found_iou50"], summary["objects"], summary["false_alarms"],
-                threshold)  # fmt: skip
+    logger.info(
+        "real photos: %d/%d boxes found at IoU >= 0.5, %d false alarms (score >= %.2f)",
+        summary["found_iou50"],
+        summary["objects"],
+        summary["false_alarms"],
+        threshold,
+    )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from PIL import Image
 
 from training.detection.metrics import RECALL_POINTS, DetectionMetrics, format_detection_metrics
 from training.detection.run import DetectionRun
-from training.publish import machine_description
 from training.report import METRICS_JSON, RESULTS_CSV, run_record, write_json
+from training.session import machine_description
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +37,13 @@ def finish_run(run: DetectionRun, command: str, total_s: float, evaluate: Evalua
     logger.info("%s", format_detection_metrics(final, f"best epoch on {split}"))
     training = training_record(run, command, total_s)
     dataset = run.config.data
-    payload = {"dataset": dataset, "split": split, split: final.to_dict(),
-               "val": best_val.to_dict(), "training": training}  # fmt: skip
+    payload = {
+        "dataset": dataset,
+        "split": split,
+        split: final.to_dict(),
+        "val": best_val.to_dict(),
+        "training": training,
+    }
     write_json(payload, run.run_dir / METRICS_JSON)
     title = f"{run.config.model_name} on {dataset} {split}"
     plot_pr_curves(final, run.run_dir / PR_CURVE_PNG, title)
@@ -48,9 +53,14 @@ def finish_run(run: DetectionRun, command: str, total_s: float, evaluate: Evalua
     ids = [data.images[i]["id"] for i in range(len(paths))]
     names = {category: data.labels[k] for category, k in data.category_to_label.items()}
     plot_predictions(
-        paths, ids, data.coco["annotations"], detections=detections, names=names,
-        threshold=run.config.score_threshold, path=run.run_dir / PREDICTIONS_PNG,
-    )  # fmt: skip
+        paths,
+        ids,
+        data.coco["annotations"],
+        detections=detections,
+        names=names,
+        threshold=run.config.score_threshold,
+        path=run.run_dir / PREDICTIONS_PNG,
+    )
 
 
 def training_record(run: DetectionRun, command: str, total_s: float) -> dict[str, Any]:
@@ -59,14 +69,16 @@ def training_record(run: DetectionRun, command: str, total_s: float) -> dict[str
         **run_record(run.state, command, total_s, speed_digits=2),
         "weights": f"{run.config.weights} (MobileNet_V2_Weights.IMAGENET1K_V1 backbone)",
         "machine": machine_description(run.settings.device, run.context.world_size),
-        "data": {"source": run.config.data,
-                 "counts": {name: len(s.images) for name, s in run.splits.items()},
-                 "unreadable_files": len(run.dataset_report.unreadable),
-                 "dropped_annotations": sum(run.dataset_report.dropped.values())},
+        "data": {
+            "source": run.config.data,
+            "counts": {name: len(s.images) for name, s in run.splits.items()},
+            "unreadable_files": len(run.dataset_report.unreadable),
+            "dropped_annotations": sum(run.dataset_report.dropped.values()),
+        },
         "detector": {k: v for k, v in vars(run.detector_config).items()},
         "recipe": run.config.to_dict(),
         "run": run.run_dir.name,
-    }  # fmt: skip
+    }
 
 
 def plot_pr_curves(metrics: DetectionMetrics, path: Path, title: str) -> None:
@@ -106,9 +118,15 @@ def plot_detection_curves(history: Sequence[dict[str, float]], path: Path) -> No
 
 
 def plot_predictions(
-    paths: Sequence[Path], image_ids: Sequence[int], annotations: Sequence[dict[str, Any]], *,
-    detections: Sequence[dict[str, Any]], names: dict[int, str], threshold: float, path: Path,
-) -> None:  # fmt: skip
+    paths: Sequence[Path],
+    image_ids: Sequence[int],
+    annotations: Sequence[dict[str, Any]],
+    *,
+    detections: Sequence[dict[str, Any]],
+    names: dict[int, str],
+    threshold: float,
+    path: Path,
+) -> None:
     """Test images with ground truth (dashed white) and detections above `threshold` (red)."""
     columns = min(4, max(len(paths), 1))
     rows = max(1, math.ceil(len(paths) / columns))
@@ -126,8 +144,14 @@ def plot_predictions(
             if item["image_id"] == image_id and item["score"] >= threshold:
                 x, y, w, h = item["bbox"]
                 axes.add_patch(Rectangle((x, y), w, h, fill=False, ec="red", lw=1.5))
-                axes.text(x, y, f"{names.get(item['category_id'], '?')} {item['score']:.2f}",
-                          color="white", fontsize=6, backgroundcolor="red")  # fmt: skip
+                axes.text(
+                    x,
+                    y,
+                    f"{names.get(item['category_id'], '?')} {item['score']:.2f}",
+                    color="white",
+                    fontsize=6,
+                    backgroundcolor="red",
+                )
         axes.axis("off")
     _save(figure, path)
 

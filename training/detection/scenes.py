@@ -107,12 +107,16 @@ def stamp_files() -> dict[str, tuple[Path, ...]]:
     """Class name -> its stamp PNGs, sorted (mirrored duplicates left out)."""
     check_sources()
     return {
-        name: tuple(sorted(
-            path for folder in folders for path in (STAMP_ROOT / folder).glob("*.png")
-            if "mirror" not in path.stem
-        ))
+        name: tuple(
+            sorted(
+                path
+                for folder in folders
+                for path in (STAMP_ROOT / folder).glob("*.png")
+                if "mirror" not in path.stem
+            )
+        )
         for name, folders in CLASSES.items()
-    }  # fmt: skip
+    }
 
 
 @cache
@@ -186,9 +190,12 @@ def _cutout(
 
 
 def _try_paste(
-    rng: np.random.Generator, config: SceneConfig, canvas: Image.Image, owner: np.ndarray,
+    rng: np.random.Generator,
+    config: SceneConfig,
+    canvas: Image.Image,
+    owner: np.ndarray,
     placed: list[tuple[int, str, int]],
-) -> bool:  # fmt: skip
+) -> bool:
     """Paste one cut-out unless it would hide too much of the objects already there."""
     category, stamp, cut = _cutout(rng, config, canvas)
     mask = np.asarray(cut.getchannel("A")) >= _ALPHA_CUT
@@ -264,11 +271,17 @@ def write_split(config: SceneConfig, split: str, root: Path, workers: int = 1) -
         images.append(image)
         for item in objects:
             x0, y0, x1, y1 = item.box
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": image["id"], "category_id": item.category,
-                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": item.area, "iscrowd": 0,
-                "stamp": item.stamp,
-            })  # fmt: skip
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image["id"],
+                    "category_id": item.category,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": item.area,
+                    "iscrowd": 0,
+                    "stamp": item.stamp,
+                }
+            )
     payload = {"images": images, "annotations": annotations, "categories": coco_categories()}
     path = root / "annotations" / f"instances_{split}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from app.runtime.card import InputSpec, Normalization
-from training.checkpoint import Checkpoint, TrainState, weights_on_cpu
+from training.checkpoint import Checkpoint, weights_on_cpu
 from training.detection.config import DetectionTrainConfig
 from training.detection.data import CocoSplit, ServedImages, TrainImages, collate, resolve_source
 from training.detection.datacheck import (
@@ -29,7 +28,7 @@ from training.detection.datacheck import (
 from training.detection.engine import predict, train_one_epoch
 from training.detection.metrics import DetectionMetrics, coco_metrics
 from training.detection.models import DetectorConfig, ScriptableDetector, create_detector
-from training.detection.publish import export_run
+from training.detection.publish import export_detector_run
 from training.detection.report import finish_run
 from training.detection.run import DetectionRun, TrainLoader
 from training.detection.scenes import SceneConfig
@@ -38,17 +37,21 @@ from training.distributed import (
     EpochSampler,
     ShardSampler,
     barrier,
-    broadcast_path,
-    close_distributed,
     gather_lists,
-    init_distributed,
 )
-from training.engine import StepSettings, Updater, step_settings
+from training.engine import Updater, step_settings
 from training.fit import EpochResult, FitTask, best_weights_on_disk, fit
 from training.models import IMAGENET_MEAN, IMAGENET_STD
-from training.publish import claim_store_name, log_to, unique_run_dir
-from training.recipe import build_scheduler, create_optimizer, seed_epoch, seed_everything
-from training.report import write_json
+from training.publish import claim_store_name
+from training.recipe import build_scheduler, create_optimizer, seed_epoch
+from training.session import (
+    open_run_dir,
+    parallel,
+    resume_into,
+    run_log,
+    start_run_folder,
+    training_process,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,22 +67,14 @@ def train_detector(
     """Run the whole recipe; return the exported model folder (None with --no-export)."""
     started = time.perf_counter()
     config = claim_store_name(config)
-    context = init_distributed(config.device)
-    log_file: logging.Handler | None = None
-    try:
+    with training_process(config) as context:
         run = _setup(config, context, resume, resume_dir)
-        if context.is_main:
-            log_file = log_to(run.run_dir / "train.log")
-        _fit(run)
-        run.module.load_state_dict(run.best_weights)
-        model_dir = _finish(run, command, time.perf_counter() - started)
-        barrier()
-        return model_dir
-    finally:
-        if log_file is not None:
-            logging.getLogger().removeHandler(log_file)
-            log_file.close()
-        close_distributed()
+        with run_log(run.run_dir, context.is_main):
+            _fit(run)
+            run.module.load_state_dict(run.best_weights)
+            model_dir = _finish(run, command, time.perf_counter() - started)
+            barrier()
+            return model_dir
 
 
 def _finish(run: DetectionRun, command: str, total_s: float) -> Path | None:
@@ -89,15 +84,20 @@ def _finish(run: DetectionRun, command: str, total_s: float) -> Path | None:
         return None
     served = ServedImages(run.splits["val"], run.spec)
     images = [served[i][0] for i in range(min(_PARITY_IMAGES, len(served)))]
-    return export_run(run.run_dir, run.config.store, images)
+    config = run.config
+    return export_detector_run(
+        run.run_dir, config.store, images, name=config.model_name, version=config.model_version
+    )
 
 
 def detector_input_spec(image_size: int) -> InputSpec:
     """Longer side scaled down to image_size; ImageNet mean/std applied inside the model."""
     return InputSpec(
-        color_mode="RGB", resize_mode="longer_side", resize_size=image_size,
+        color_mode="RGB",
+        resize_mode="longer_side",
+        resize_size=image_size,
         normalization=Normalization(mean=IMAGENET_MEAN, std=IMAGENET_STD),
-    )  # fmt: skip
+    )
 
 
 def _setup(
@@ -106,9 +106,6 @@ def _setup(
     resume: Checkpoint | None,
     resume_dir: Path | None,
 ) -> DetectionRun:
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    seed_everything(config.seed, deterministic=False)
     data = _checked_data(config, context)
     labels = data.splits["train"].labels
     spec = detector_input_spec(config.image_size)
@@ -120,18 +117,12 @@ def _setup(
     if resume is not None:
         module.load_state_dict(resume.model)
     module.to(context.device)
-    wrapped: nn.Module = module.detector
-    if context.world_size > 1:
-        ids = [context.device] if context.device.type == "cuda" else None
-        wrapped = DistributedDataParallel(module.detector, device_ids=ids)
     settings = step_settings(config, context.device, channels_last="off")
     loader, sampler = _train_loader(config, data.splits["train"], spec, context)
-    state = resume.state if resume is not None else TrainState()
-    state.stale_epochs = 0  # a resumed run gets a fresh patience
-    optimization = _optimization(config, module, len(loader), resume, settings)
-    run_dir = resume_dir or (
-        unique_run_dir(config.runs, config.model_name) if context.is_main else None
-    )
+    optimizer = _optimizer(config, module)
+    scaler = settings.grad_scaler()
+    state = resume_into(resume, optimizer, scaler)
+    scheduler = build_scheduler(optimizer, config, len(loader), state.step)
     return DetectionRun(
         config=config,
         context=context,
@@ -140,13 +131,13 @@ def _setup(
         spec=spec,
         detector_config=detector_config,
         module=module,
-        wrapped=wrapped,
+        wrapped=parallel(module.detector, context),
         loader=loader,
         sampler=sampler,
-        optimization=optimization,
+        optimization=Updater(optimizer, scheduler, scaler),
         settings=settings,
         state=state,
-        run_dir=broadcast_path(run_dir),
+        run_dir=open_run_dir(config, context, resume_dir),
         best_weights=best_weights_on_disk(resume_dir),
     )
 
@@ -194,13 +185,7 @@ def _train_loader(
     return loader, sampler
 
 
-def _optimization(
-    config: DetectionTrainConfig,
-    module: nn.Module,
-    steps_per_epoch: int,
-    resume: Checkpoint | None,
-    settings: StepSettings,
-) -> Updater:
+def _optimizer(config: DetectionTrainConfig, module: nn.Module) -> torch.optim.Optimizer:
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     for parameter in module.parameters():
@@ -211,15 +196,7 @@ def _optimization(
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    optimizer = create_optimizer(groups, config)
-    scaler = torch.amp.GradScaler(settings.device.type, enabled=settings.amp_dtype == torch.float16)
-    step = 0
-    if resume is not None:
-        optimizer.load_state_dict(resume.optimizer)
-        scaler.load_state_dict(resume.scaler)
-        step = resume.state.step
-    scheduler = build_scheduler(optimizer, config, steps_per_epoch, step)
-    return Updater(optimizer, scheduler, scaler)
+    return create_optimizer(groups, config)
 
 
 def evaluate_split(
@@ -253,10 +230,10 @@ def evaluate_split(
 
 
 def _fit(run: DetectionRun) -> None:
-    if run.context.is_main:
-        logger.info("%s", format_report(run.dataset_report))
-        (run.run_dir / "config.json").write_text(run.config.to_json())
-        write_json(run.dataset_report.to_dict(), run.run_dir / "dataset.json")
+    summary = format_report(run.dataset_report)
+    start_run_folder(
+        run.run_dir, run.config, run.dataset_report.to_dict(), summary, run.context.is_main
+    )
     task = FitTask(
         model=run.module,
         state=run.state,
