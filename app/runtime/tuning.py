@@ -20,7 +20,7 @@ TuningSource = Literal["measured", "profile", "settings"]
 
 # A candidate replaces a simpler one only when the simpler one costs more than this much over it.
 RUNTIME_MARGIN = 0.10
-BATCH_MARGIN = 0.10
+BATCH_MARGIN = 0.05
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -28,8 +28,8 @@ class TrialPlan:
     """How long to measure: `min_rounds`, then more rounds until `budget_s` or `max_rounds`."""
 
     min_rounds: int = 3
-    max_rounds: int = 15
-    budget_s: float = 2.0
+    max_rounds: int = 30
+    budget_s: float = 5.0
     clock: Clock = field(default=time.perf_counter, compare=False)
 
 
