@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=16, ge=1, le=256)
     autotune_batch_size: bool = True  # measure 1, 2, 4 ... MAX_BATCH_SIZE at warm-up; keep the best
     optimize_cpu: bool = True  # oneDNN + folded batch norm for classifiers on CPU, parity-checked
+    # Measured choices (runtime, batch size) per model, machine and thread plan; delete to re-tune.
+    tuning_dir: Path = Path("tuning")
     max_batch_wait_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
     queue_limit: int = Field(default=256, ge=1)
     request_timeout_s: float = Field(default=30.0, gt=0.0)

@@ -4,6 +4,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
 
 import anyio
@@ -23,6 +24,7 @@ from app.errors import InternalError, ServiceError, ValidationFailed
 from app.imaging import ImageLimits
 from app.memory import release_free_memory, tune_allocator
 from app.observability import ServiceMetrics, configure_logging
+from app.runtime.autotune import TuningPolicy
 from app.runtime.batching import BatchPolicy
 from app.runtime.device import available_cores, plan_threads, resolve_device
 from app.runtime.registry import ModelRegistry
@@ -83,33 +85,9 @@ async def _lifespan(
 ) -> AsyncIterator[Mapping[str, object]]:
     configure_logging(settings.log_format, settings.log_level)  # also in worker processes
     tune_allocator()
-    device = resolve_device(settings.device)
-    inference_threads, torch_threads = plan_threads(
-        device, settings.inference_threads, settings.torch_threads
-    )
-    torch.set_num_threads(torch_threads)
-    logger.info(
-        "%d inference thread(s) per model, %d intra-op thread(s)", inference_threads, torch_threads
-    )
-    policy = BatchPolicy(
-        max_batch_size=settings.max_batch_size,
-        max_wait_s=settings.max_batch_wait_ms / 1000,
-        queue_limit=settings.queue_limit,
-        threads=inference_threads,
-    )
-    registry = await anyio.to_thread.run_sync(
-        partial(
-            ModelRegistry.from_store,
-            settings.model_dir,
-            device,
-            policy,
-            metrics.observe_batch,
-            optimize_cpu=settings.optimize_cpu,
-        )
-    )
-    await anyio.to_thread.run_sync(
-        registry.start, settings.max_batch_size, settings.autotune_batch_size
-    )
+    threads = plan_runtime(settings)  # here: torch's thread settings belong to the main thread
+    registry = await anyio.to_thread.run_sync(partial(load_registry, settings, threads, metrics))
+    await anyio.to_thread.run_sync(registry.start)
     limits = ImageLimits(
         max_bytes=settings.max_image_bytes,
         max_pixels=settings.max_image_pixels,
@@ -121,11 +99,62 @@ async def _lifespan(
         app.state.services = AppState(
             settings, registry, ImagePreparer(limits, pool), metrics, lifecycle
         )
-        logger.info("ready: %d model(s) on %s", len(registry.models), device)
+        logger.info("ready: %d model(s) on %s", len(registry.models), registry.device)
         try:
             yield {LIFECYCLE_KEY: lifecycle}  # the server flips it on SIGTERM
         finally:
             registry.stop()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RuntimePlan:
+    """The device and the thread plan every model is served (and tuned) under."""
+
+    device: torch.device
+    inference_threads: int
+    torch_threads: int
+
+
+def plan_runtime(settings: Settings) -> RuntimePlan:
+    """Resolve the device and thread plan, and set torch's intra-op threads to it."""
+    device = resolve_device(settings.device)
+    inference_threads, torch_threads = plan_threads(
+        device, settings.inference_threads, settings.torch_threads
+    )
+    torch.set_num_threads(torch_threads)
+    logger.info(
+        "%d inference thread(s) per model, %d intra-op thread(s)", inference_threads, torch_threads
+    )
+    return RuntimePlan(
+        device=device, inference_threads=inference_threads, torch_threads=torch_threads
+    )
+
+
+def load_registry(
+    settings: Settings,
+    plan: RuntimePlan,
+    metrics: ServiceMetrics | None = None,
+    remeasure: bool = False,
+) -> ModelRegistry:
+    """Every model of the store loaded, tuned and warmed up under `plan`."""
+    inference_threads, torch_threads = plan.inference_threads, plan.torch_threads
+    policy = BatchPolicy(
+        max_batch_size=settings.max_batch_size,
+        max_wait_s=settings.max_batch_wait_ms / 1000,
+        queue_limit=settings.queue_limit,
+        threads=inference_threads,
+    )
+    tuning = TuningPolicy(
+        optimize_cpu=settings.optimize_cpu,
+        autotune_batch_size=settings.autotune_batch_size,
+        max_batch_size=settings.max_batch_size,
+        inference_threads=inference_threads,
+        torch_threads=torch_threads,
+        profile_dir=settings.tuning_dir,
+        remeasure=remeasure,
+    )
+    observe = metrics.observe_batch if metrics else None
+    return ModelRegistry.from_store(settings.model_dir, plan.device, policy, tuning, observe)
 
 
 async def _service_error_handler(request: Request, error: ServiceError) -> JSONResponse:

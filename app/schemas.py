@@ -5,6 +5,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from app.runtime.card import ModelCard
+from app.runtime.tuning import Tuning
 
 
 class ErrorBody(BaseModel):
@@ -124,6 +125,9 @@ class ModelDescription(BaseModel):
     max_batch_size: int
     calibrated: bool = Field(
         description="false: scores are plain softmax and /classify gives no decisions"
+    )
+    tuning: Tuning = Field(
+        description="the runtime and batch size chosen at start-up, and the measurements behind"
     )
 
 

@@ -88,6 +88,15 @@ def tiny_detector_card() -> ModelCard:
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def tuning_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Tuning profiles go to a temporary folder (every Settings reads it), never the repository."""
+    directory = tmp_path_factory.mktemp("tuning")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VISION_TUNING_DIR", str(directory))
+        yield directory
+
+
 @pytest.fixture(scope="session")
 def model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model store holding the tiny classifier, exported through the real exporter."""

@@ -35,4 +35,5 @@ def _describe(served: ServedModel) -> ModelDescription:
         device=str(served.loaded.device),
         max_batch_size=served.batcher.policy.max_batch_size,
         calibrated=served.card.calibration is not None,
+        tuning=served.tuning,
     )

@@ -5,7 +5,8 @@ with prepacked weights. On the 2-core CPU we develop on it makes MobileNetV2 2.5
 image (batch 1: 14.4 -> 5.8 ms, single thread) with logits equal to 2e-5. The archive on disk and
 its hash are untouched; only the in-memory module changes. It is checked on this very model at
 start-up: the optimised module must give the original's logits and top-1 on a probe batch, and
-be faster on it, or the original is served and the log says why. The gain depends on the
+be clearly faster on it (interleaved rounds, `tuning.RUNTIME_MARGIN`), or the original is served
+and the log says why. The gain depends on the
 architecture (batch 2, one thread: MobileNetV2 2.5x, ResNet-18 and RegNetY-400MF 1.3x,
 EfficientNet-B0 1.1x, ConvNeXt-T and MobileNetV3-S none), hence the measurement. Detectors and
 CUDA keep the module as loaded (the pass targets CPU convolutions, and a detector's outputs cannot
@@ -15,8 +16,6 @@ be compared on a random probe).
 import dataclasses
 import io
 import logging
-import statistics
-import time
 import warnings
 from collections.abc import Callable
 
@@ -25,36 +24,75 @@ import torch
 from app.runtime.card import ModelCard
 from app.runtime.inference import split_outputs
 from app.runtime.loader import LoadedModel
+from app.runtime.tuning import (
+    RUNTIME_MARGIN,
+    Comparison,
+    Runtime,
+    TrialPlan,
+    compare,
+    describe,
+)
 
 logger = logging.getLogger(__name__)
 
-ForwardTimer = Callable[[torch.jit.ScriptModule, torch.Tensor], float]
+Forward = Callable[[torch.jit.ScriptModule, torch.Tensor], object]
 
 _PROBE_BATCH = 2
-_WARM_UP_CALLS = 2
-_TIMED_CALLS = 5
+_WARM_UP_CALLS = 2  # TorchScript profiles and specialises a graph on its first calls
 # oneDNN reorders sums; logits of the shipped models differ by ~1e-5 (see the module docstring).
 _RELATIVE_TOLERANCE = 1e-3
 
 
-def median_forward_seconds(module: torch.jit.ScriptModule, images: torch.Tensor) -> float:
-    """Median wall time of a forward pass, after the calls TorchScript spends specialising."""
-    times = []
-    with torch.inference_mode():
-        for call in range(_WARM_UP_CALLS + _TIMED_CALLS):
-            started = time.perf_counter()
-            module(images)
-            if call >= _WARM_UP_CALLS:
-                times.append(time.perf_counter() - started)
-    return statistics.median(times)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class RuntimeChoice:
+    """The module to serve, which one it is, why, and the timing behind the choice."""
+
+    model: LoadedModel
+    runtime: Runtime
+    reason: str
+    trial: Comparison | None = None
 
 
-def optimize_for_cpu(
-    loaded: LoadedModel, measure: ForwardTimer = median_forward_seconds
-) -> LoadedModel:
+def optimize_for_cpu(loaded: LoadedModel, plan: TrialPlan | None = None) -> LoadedModel:
     """The same model with a faster module where the pass applies, agrees and is faster."""
+    return choose_runtime(loaded, plan or TrialPlan()).model
+
+
+def run_forward(module: torch.jit.ScriptModule, images: torch.Tensor) -> object:
+    """One forward pass (tests replace it to run on a simulated clock)."""
+    return module(images)
+
+
+def choose_runtime(
+    loaded: LoadedModel, plan: TrialPlan, forward: Forward = run_forward
+) -> RuntimeChoice:
+    """oneDNN when it gives the loaded model's answers and is clearly faster, else as loaded."""
+    optimized = optimized_model(loaded)
+    if isinstance(optimized, str):
+        return RuntimeChoice(model=loaded, runtime="as loaded", reason=optimized)
+    probe = _probe_batch(loaded)
+    modules = {"as loaded": loaded.module, "oneDNN": optimized.module}
+    with torch.inference_mode():
+        for module in modules.values():
+            for _ in range(_WARM_UP_CALLS):
+                forward(module, probe)
+        trial = compare(
+            {name: _call(forward, module, probe) for name, module in modules.items()},
+            dict.fromkeys(modules, _PROBE_BATCH),
+            RUNTIME_MARGIN,
+            plan,
+        )
+    if trial.chosen == "as loaded":
+        reason = f"oneDNN not clearly faster ({describe(trial)})"
+        return RuntimeChoice(model=loaded, runtime="as loaded", reason=reason, trial=trial)
+    reason = f"oneDNN, batch norm folded ({describe(trial)})"
+    return RuntimeChoice(model=optimized, runtime="oneDNN", reason=reason, trial=trial)
+
+
+def optimized_model(loaded: LoadedModel) -> LoadedModel | str:
+    """The model with its module optimised and checked against the original, or why not."""
     if loaded.device.type != "cpu" or loaded.card.task != "classify":
-        return loaded
+        return "oneDNN applies to classifiers on CPU only"
     probe = _probe_batch(loaded)
     try:
         with warnings.catch_warnings():
@@ -66,14 +104,14 @@ def optimize_for_cpu(
         problem = f"the pass failed: {error}"
     if problem:
         logger.warning("%s: served as loaded, not optimised (%s)", loaded.card.name, problem)
-        return loaded
-    before, after = measure(loaded.module, probe), measure(optimized, probe)
-    timing = f"{1000 * before:.1f} -> {1000 * after:.1f} ms per batch of {_PROBE_BATCH}"
-    if after >= before:
-        logger.info("%s: served as loaded; optimising is no faster (%s)", loaded.card.name, timing)
-        return loaded
-    logger.info("%s: optimised for CPU (oneDNN, batch norm folded): %s", loaded.card.name, timing)
+        return f"not optimised: {problem}"
     return dataclasses.replace(loaded, module=optimized)
+
+
+def _call(
+    forward: Forward, module: torch.jit.ScriptModule, probe: torch.Tensor
+) -> Callable[[], object]:
+    return lambda: forward(module, probe)
 
 
 def _independent_copy(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:

@@ -1,21 +1,19 @@
 """The model store in memory: every served model with its batcher, looked up by name."""
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from app.errors import ModelLoadError, ModelNotFound, WrongTask
+from app.runtime.autotune import TuningPolicy, runner_for, tune_model
 from app.runtime.batching import BatchPolicy, DynamicBatcher
 from app.runtime.card import ModelCard, Task
-from app.runtime.detection import detect_warm_up_batch, make_detect_runner
-from app.runtime.inference import classify_warm_up_batch, make_classify_runner
 from app.runtime.loader import LoadedModel, discover_model_dirs, load_model
-from app.runtime.optimize import optimize_for_cpu
-from app.runtime.tuning import best_batch_size, candidate_sizes, measure_batch_rates
+from app.runtime.tuning import Tuning
 
 logger = logging.getLogger(__name__)
 
@@ -24,12 +22,13 @@ BatchObserver = Callable[[str, int, float], None]
 
 @dataclass(frozen=True, slots=True)
 class ServedModel:
-    """A loaded model and the batcher that feeds it."""
+    """A loaded model, the batcher that feeds it, and how it was tuned."""
 
     loaded: LoadedModel
     # Items and outputs depend on the task: ClassifyInput -> ClassifiedImage, or
     # DetectInput -> list[DetectedObject]; the task's service knows which.
     batcher: DynamicBatcher[Any, Any]
+    tuning: Tuning
 
     @property
     def card(self) -> ModelCard:
@@ -56,17 +55,16 @@ class ModelRegistry:
         model_dir: Path,
         device: torch.device,
         policy: BatchPolicy,
+        tuning: TuningPolicy,
         observe_batch: BatchObserver | None = None,
-        optimize_cpu: bool = False,
     ) -> "ModelRegistry":
-        """Load and verify every model folder under `model_dir` (optimised for CPU if asked)."""
+        """Load, verify, tune and warm up every model folder under `model_dir`."""
         models: dict[str, ServedModel] = {}
         for directory in discover_model_dirs(model_dir):
-            loaded = load_model(directory, device)
-            if optimize_cpu:
-                loaded = optimize_for_cpu(loaded)
+            loaded, tuned = tune_model(load_model(directory, device), tuning)
+            batching = replace(policy, max_batch_size=tuned.batch_size)
             models[loaded.card.name] = ServedModel(
-                loaded, _make_batcher(loaded, policy, observe_batch)
+                loaded, _make_batcher(loaded, batching, observe_batch), tuned
             )
             logger.info(
                 "loaded %s v%s (%s) sha256=%s",
@@ -104,10 +102,9 @@ class ModelRegistry:
             )
         return served
 
-    def start(self, max_batch_size: int, autotune: bool) -> None:
-        """Warm every model up at each batch size, pick its batch size, start its batcher."""
+    def start(self) -> None:
+        """Start every model's batcher (they were warmed up as they were tuned)."""
         for served in self.models:
-            _warm_up_and_tune(served, max_batch_size, autotune)
             served.batcher.start()
         self.ready = True
 
@@ -127,36 +124,4 @@ def _make_batcher(
         if observe_batch is not None:
             observe_batch(name, size, seconds)
 
-    return DynamicBatcher(name, _runner(loaded), policy, observe)
-
-
-def _runner(loaded: LoadedModel) -> Callable[[list[Any]], Sequence[Any]]:
-    if loaded.card.task == "detect":
-        return make_detect_runner(loaded)
-    return make_classify_runner(loaded)
-
-
-def _warm_up_batch(card: ModelCard, size: int) -> list[Any]:
-    spec = card.input
-    if card.task == "detect":
-        return detect_warm_up_batch(spec.channels, spec.resize_size, size)
-    height, width = spec.tensor_size
-    return classify_warm_up_batch(spec.channels, height, width, size)
-
-
-def _warm_up_and_tune(served: ServedModel, cap: int, autotune: bool) -> None:
-    run = _runner(served.loaded)
-    sizes = candidate_sizes(cap)
-    batches = {size: _warm_up_batch(served.card, size) for size in sizes}
-    for batch in batches.values():  # first calls compile and pick kernels, per shape
-        run(batch)
-    if not autotune:
-        logger.info("%s: warmed up; batch size %d", served.name, cap)
-        return
-    rates = measure_batch_rates(lambda size: run(batches[size]), sizes, budget_s=0.3)
-    chosen = best_batch_size(rates)
-    served.batcher.resize(chosen)
-    measured = ", ".join(f"{size}: {rate:.0f}/s" for size, rate in rates.items())
-    logger.info(
-        "%s: batch size %d (of at most %d; measured %s)", served.name, chosen, cap, measured
-    )
+    return DynamicBatcher(name, runner_for(loaded), policy, observe)

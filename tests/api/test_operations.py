@@ -97,3 +97,11 @@ def test_batch_size_is_tuned_at_warm_up(settings: Settings) -> None:
     ) as client:
         models = client.get("/models").json()["models"]
     assert all(1 <= model["max_batch_size"] <= settings.max_batch_size for model in models)
+    for model in models:  # what was chosen, and the measurements behind it
+        tuning = model["tuning"]
+        assert tuning["batch_size"] == model["max_batch_size"]
+        assert tuning["source"] in ("measured", "profile")
+        assert tuning["profile"].endswith(f"{model['card']['name']}.json")
+        trial = tuning["batch_trial"]
+        assert str(tuning["batch_size"]) == trial["chosen"]
+        assert set(trial["relative_cost"]) == set(trial["ms_per_image"])
