@@ -140,4 +140,4 @@ def test_the_shipped_mobilenet_keeps_its_answers_on_real_photos() -> None:
     torch.testing.assert_close(actual, expected, atol=1e-3, rtol=1e-3)
     # Its card lists outputs (logits, embedding): the answers are the logits' argmax.
     assert loaded.card.outputs == ("logits", "embedding")
-    assert torch.equal(actual[0].argmax(dim=1), expected[0].argmax(dim=1))
+    assert torch.equal(actual.argmax(dim=1), expected.argmax(dim=1))
