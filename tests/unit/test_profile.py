@@ -4,6 +4,7 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -41,7 +42,7 @@ TUNING = Tuning(
 )
 
 
-def policy(directory: Path, **changes: object) -> TuningPolicy:
+def policy(directory: Path, **changes: Any) -> TuningPolicy:
     quick = TrialPlan(
         min_rounds=2, max_rounds=2, budget_s=0.0
     )  # real runs; nothing asserted on time
@@ -86,7 +87,8 @@ def test_a_profile_for_another_key_is_not_used(
 ) -> None:
     write_profile(tmp_path, "m", KEY, TUNING)
     with caplog.at_level(logging.INFO):
-        assert read_profile(tmp_path, "m", dataclasses.replace(KEY, **{field: value})) is None
+        changed: dict[str, Any] = {field: value}
+        assert read_profile(tmp_path, "m", dataclasses.replace(KEY, **changed)) is None
     assert f"made for another {field}; measuring again" in caplog.text
 
 

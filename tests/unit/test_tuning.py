@@ -34,10 +34,12 @@ class SimulatedClock:
 def batch_runners(
     clock: SimulatedClock, ms_per_image: dict[int, float]
 ) -> dict[str, Callable[[], None]]:
-    return {
-        str(size): clock.runner(lambda size=size, ms=ms: size * ms / 1000)
-        for size, ms in ms_per_image.items()
-    }
+    return {str(size): clock.runner(batch_seconds(size, ms)) for size, ms in ms_per_image.items()}
+
+
+def batch_seconds(size: int, ms_per_image: float) -> Callable[[], float]:
+    """A batch of `size` images at `ms_per_image` each."""
+    return lambda: size * ms_per_image / 1000
 
 
 def plan(clock: SimulatedClock, rounds: int = 7) -> TrialPlan:
