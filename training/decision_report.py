@@ -13,16 +13,15 @@ import torch
 
 from app.runtime.card import ModelCard
 from app.runtime.loader import LoadedModel
-from app.runtime.openset import (
-    OpenSetScorer,
-    calibrated_probabilities,
-    decide,
-    energy_score,
-    knn_score,
-    msp_score,
-)
+from app.runtime.openset import OpenSetScorer, calibrated_probabilities, decide, scorer_for
 from training.artifact import ArtifactEvaluation, Outputs, model_outputs
-from training.calibration import auroc, expected_calibration_error
+from training.calibration import (
+    CalibrationData,
+    DecisionGoals,
+    auroc,
+    candidates,
+    expected_calibration_error,
+)
 from training.decision_plots import (
     REJECTION_PNG,
     RELIABILITY_PNG,
@@ -30,8 +29,6 @@ from training.decision_plots import (
     plot_reliability,
 )
 from training.unknowns import load_unknown
-
-_DEFAULT_KNN_KS = (1, 10, 50)
 
 
 def unknown_outputs(loaded: LoadedModel, source: str, batch_size: int, workers: int) -> Outputs:
@@ -117,16 +114,11 @@ def format_decisions(figures: dict[str, Any]) -> str:
 
 
 def _card_scorer(loaded: LoadedModel) -> OpenSetScorer:
+    """The card's scorer; a model without calibration is ranked by its top softmax probability."""
     calibration = loaded.card.calibration
     if calibration is None:
         return OpenSetScorer(method="msp", temperature=1.0)
-    open_set = calibration.open_set
-    return OpenSetScorer(
-        method=open_set.method,
-        temperature=calibration.temperature,
-        references=loaded.references,
-        k=open_set.k or 1,
-    )
+    return scorer_for(calibration, loaded.references)
 
 
 def _scorer_label(scorer: OpenSetScorer) -> str:
@@ -187,18 +179,12 @@ def _unknown_figures(
 def _auroc_by_method(
     loaded: LoadedModel, known: Outputs, unknown: Outputs, temperature: float
 ) -> dict[str, float]:
-    """AUROC of every method on this unknown set (the comparison in the README)."""
-    found = {
-        "msp": auroc(msp_score(known.logits, temperature), msp_score(unknown.logits, temperature)),
-        "energy": auroc(
-            energy_score(known.logits, temperature), energy_score(unknown.logits, temperature)
-        ),
+    """AUROC of every method calibrate compares, on this unknown set (the README's table)."""
+    data = CalibrationData(
+        held_out=known, held_out_name="", references=loaded.references, unknown=unknown
+    )
+    return {
+        c.label: c.auroc
+        for c in candidates(data, temperature, DecisionGoals())
+        if c.auroc is not None
     }
-    references = loaded.references
-    if references is None or known.embeddings is None or unknown.embeddings is None:
-        return found
-    for k in _DEFAULT_KNN_KS:
-        found[f"knn@{k}"] = auroc(
-            knn_score(known.embeddings, references, k), knn_score(unknown.embeddings, references, k)
-        )
-    return found

@@ -15,12 +15,11 @@ import numpy as np
 from PIL import Image
 
 from training.data import ArrayImages, FileImages, LabeledImages
-from training.datacheck import DatasetError, inspect_files
+from training.datacheck import IMAGE_EXTENSIONS, DatasetError, inspect_files
 
 BUILTIN_PREFIX = "builtin:"
 NATURE_PHOTOS = Path("/usr/share/backgrounds/mate/nature")
 TUXPAINT_STAMPS = Path("/usr/share/tuxpaint/stamps")
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 _CROPS_PER_PHOTO = 50
 _SIDE = 64
@@ -42,7 +41,9 @@ def _folder(root: Path, workers: int) -> FileImages:
     if not root.is_dir():
         raise DatasetError(f"--unknown {root}: no such folder")
     paths = sorted(
-        path for path in root.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+        path
+        for path in root.rglob("*")
+        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
     )
     inspected = inspect_files(paths, workers)
     readable = [path for path in paths if inspected[path].problem is None]

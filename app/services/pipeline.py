@@ -80,6 +80,8 @@ async def failed_upload_digests(
 ) -> dict[int, str]:
     """sha256 of each upload that failed, by index (the others carry theirs in PreparedImage)."""
     failed = [index for index, outcome in enumerate(outcomes) if not isinstance(outcome, tuple)]
+    if not failed:  # the usual case: no trip to the thread pool
+        return {}
     digests = await preparer.digest_all([uploads[index] for index in failed])
     return dict(zip(failed, digests, strict=True))
 

@@ -66,6 +66,12 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def run_calibrate(target: Path, folder: Path, *options: str) -> int:
+    """`python -m training calibrate` on `target` with `folder` as its data, quietly."""
+    common = ["--model", str(target), "--data", str(folder), "--workers", "0", "--no-progress"]
+    return main(["calibrate", *common, *options])
+
+
 def test_train_calibrates_on_the_validation_split(model_dir: Path) -> None:
     loaded = load_model(model_dir, torch.device("cpu"))
     card = loaded.card
@@ -92,21 +98,8 @@ def test_calibrate_with_unknown_photos_and_serve_decisions(
     shutil.copytree(model_dir, store / model_dir.name)
     target = store / model_dir.name
     before = sha256(target / "model.pt")
-    arguments = [
-        "calibrate",
-        "--model",
-        str(target),
-        "--data",
-        str(folder),
-        "--unknown",
-        str(digits_folder),
-        "--target-tpr",
-        "0.9",
-        "--workers",
-        "0",
-        "--no-progress",
-    ]
-    assert main(arguments) == 0
+    options = ["--unknown", str(digits_folder), "--target-tpr", "0.9"]
+    assert run_calibrate(target, folder, *options) == 0
     stored = parse_stored_card((target / "card.json").read_text())
     assert stored.sha256 == sha256(target / "model.pt") != before
     assert stored.calibration is not None
@@ -154,20 +147,7 @@ def test_too_few_held_out_images_stop_before_fitting(
     shutil.copytree(model_dir, target)
     before = sha256(target / "model.pt")
     with caplog.at_level(logging.ERROR):
-        code = main(
-            [
-                "calibrate",
-                "--model",
-                str(target),
-                "--data",
-                str(folder),
-                "--split",
-                "test",
-                "--workers",
-                "0",
-                "--no-progress",
-            ]
-        )
+        code = run_calibrate(target, folder, "--split", "test")
     assert code == 2
     assert "has 100 images; calibration needs at least 200 held-out images" in caplog.text
     assert sha256(target / "model.pt") == before
@@ -181,20 +161,7 @@ def test_an_unknown_folder_holding_known_images_is_refused(
     unknown = tmp_path / "others"
     shutil.copytree(folder / "val" / "bag", unknown)
     with caplog.at_level(logging.ERROR):
-        code = main(
-            [
-                "calibrate",
-                "--model",
-                str(target),
-                "--data",
-                str(folder),
-                "--unknown",
-                str(unknown),
-                "--workers",
-                "0",
-                "--no-progress",
-            ]
-        )
+        code = run_calibrate(target, folder, "--unknown", str(unknown))
     assert code == 2
     assert "60 of the unknown images are also images of the known classes" in caplog.text
 
