@@ -14,21 +14,21 @@ import torch
 from app.runtime.card import ModelCard
 from app.runtime.loader import LoadedModel
 from app.runtime.openset import OpenSetScorer, calibrated_probabilities, decide, scorer_for
-from training.artifact import ArtifactEvaluation, Outputs, model_outputs
-from training.calibration import (
+from training.classification.artifact import ArtifactEvaluation, Outputs, model_outputs
+from training.classification.calibration import (
     CalibrationData,
     DecisionGoals,
     auroc,
     candidates,
     expected_calibration_error,
 )
-from training.decision_plots import (
+from training.classification.decision_plots import (
     REJECTION_PNG,
     RELIABILITY_PNG,
     plot_rejection,
     plot_reliability,
 )
-from training.unknowns import load_unknown
+from training.classification.unknowns import load_unknown
 
 
 def unknown_outputs(loaded: LoadedModel, source: str, batch_size: int, workers: int) -> Outputs:

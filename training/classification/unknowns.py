@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from training.data import ArrayImages, FileImages, LabeledImages
-from training.datacheck import IMAGE_EXTENSIONS, DatasetError, inspect_files
+from training.classification.data import ArrayImages, FileImages, LabeledImages
+from training.core.datacheck import IMAGE_EXTENSIONS, DatasetError, inspect_files
 
 BUILTIN_PREFIX = "builtin:"
 NATURE_PHOTOS = Path("/usr/share/backgrounds/mate/nature")

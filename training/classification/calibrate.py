@@ -15,14 +15,14 @@ import torch
 from app.runtime.card import CalibrationSpec, ModelCard
 from app.runtime.loader import LoadedModel
 from app.runtime.openset import calibrated_probabilities
-from training.artifact import Outputs, card_targets, load_classifier, model_outputs
-from training.calibration import CalibrationData, DecisionGoals, fit_calibration
-from training.data import LabeledImages
-from training.datacheck import DatasetError
-from training.decision_plots import RELIABILITY_PNG, plot_reliability
-from training.export import rewrite_archive
-from training.heldout import splits_as_trained
-from training.unknowns import load_unknown, overlapping
+from training.classification.artifact import Outputs, card_targets, load_classifier, model_outputs
+from training.classification.calibration import CalibrationData, DecisionGoals, fit_calibration
+from training.classification.data import LabeledImages
+from training.classification.decision_plots import RELIABILITY_PNG, plot_reliability
+from training.classification.heldout import splits_as_trained
+from training.classification.unknowns import load_unknown, overlapping
+from training.core.datacheck import DatasetError
+from training.core.export import rewrite_archive
 
 logger = logging.getLogger(__name__)
 

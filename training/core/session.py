@@ -17,11 +17,16 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from app.runtime.device import describe_device
-from training.checkpoint import Checkpoint, TrainState
-from training.config import RunConfig
-from training.distributed import DistContext, broadcast_path, close_distributed, init_distributed
-from training.recipe import seed_everything
-from training.report import write_json
+from training.core.checkpoint import Checkpoint, TrainState
+from training.core.config import RunConfig
+from training.core.distributed import (
+    DistContext,
+    broadcast_path,
+    close_distributed,
+    init_distributed,
+)
+from training.core.recipe import seed_everything
+from training.core.report import write_json
 
 logger = logging.getLogger(__name__)
 

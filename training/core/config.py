@@ -1,4 +1,4 @@
-"""The training configuration: one frozen object, written to the run folder as config.json."""
+"""The run configuration every task shares: one frozen object, written as the run's config.json."""
 
 import dataclasses
 import json
@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
 Optimizer = Literal["adamw", "sgd"]
-Balance = Literal["none", "weights", "sampler"]
-Augment = Literal["auto", "none", "small", "standard"]
-ColorMode = Literal["auto", "RGB", "L"]
+
+
 Switch = Literal["auto", "on", "off"]
 
 
@@ -24,7 +23,8 @@ class RunConfig:
     Subclasses add their own options and restate the defaults that differ for their task.
     """
 
-    # A task whose batch size and learning rate may be 0 = scaled to its data (training/recipe.py).
+    # A task whose batch size and learning rate may be 0 = scaled to its data
+    # (classification/recipe.py: scale_recipe).
     scales_recipe: ClassVar[bool] = False
 
     data: str
@@ -56,10 +56,10 @@ class RunConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        _require(self.epochs >= 1, "epochs must be at least 1")
+        require(self.epochs >= 1, "epochs must be at least 1")
         auto = self.scales_recipe
-        _require(self.batch_size >= 1 or (auto and self.batch_size == 0), "batch_size must be >= 1")
-        _require(self.lr > 0 or (auto and self.lr == 0), "lr must be positive")
+        require(self.batch_size >= 1 or (auto and self.batch_size == 0), "batch_size must be >= 1")
+        require(self.lr > 0 or (auto and self.lr == 0), "lr must be positive")
 
     def _fallback_name(self, stem: str) -> str:
         """The store name derived from the data's folder or built-in name."""
@@ -99,49 +99,6 @@ class RunConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
 
-@dataclass(frozen=True)
-class TrainConfig(RunConfig):
-    """A classifier run; defaults are the recipe for small images."""
-
-    scales_recipe: ClassVar[bool] = True
-
-    arch: str = "smallcnn"
-    # Data
-    image_size: int | None = None
-    color_mode: ColorMode = "auto"
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    max_per_class: int | None = None
-    # Recipe; 0 = scaled to the training images (training/recipe.py: scale_recipe)
-    batch_size: int = 0
-    lr: float = 0.0
-    label_smoothing: float = 0.1
-    balance: Balance = "none"
-    augment: Augment = "auto"
-    random_erasing: float = 0.0
-    freeze_backbone_epochs: int = 0
-    # Machine
-    channels_last: Switch = "auto"
-    deterministic: bool = False
-    # Decisions, fitted on the validation split after export (training/calibrate.py)
-    calibrate: bool = True
-    target_tpr: float = 0.95
-    match_precision: float = 0.98
-    unknown: str | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _require(0 <= self.val_fraction < 1, "val_fraction must be in [0, 1)")
-        _require(0 <= self.test_fraction < 1, "test_fraction must be in [0, 1)")
-        _require(self.val_fraction + self.test_fraction < 1, "val + test fractions must be < 1")
-        _require(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
-        _require(0 <= self.random_erasing <= 1, "random_erasing is a probability")
-        _require(self.max_per_class is None or self.max_per_class >= 1, "max_per_class >= 1")
-        _require(self.image_size is None or self.image_size >= 8, "image_size must be >= 8")
-        _require(0 < self.target_tpr <= 1, "target_tpr must be in (0, 1]")
-        _require(0 < self.match_precision <= 1, "match_precision must be in (0, 1]")
-
-
-def _require(condition: bool, message: str) -> None:
+def require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)

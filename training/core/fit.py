@@ -3,7 +3,7 @@
 A task hands `fit` a `FitTask`: how to run one epoch (train and validate) and how to write a
 checkpoint. The loop owns what must not drift between tasks: the best-epoch rule (score, then
 loss, then the later epoch), early stopping, results.csv, best.pt and last.pt, and that only
-rank 0 writes. Tasks seed each epoch with `training.recipe.seed_epoch`.
+rank 0 writes. Tasks seed each epoch with `training.core.recipe.seed_epoch`.
 """
 
 import logging
@@ -15,8 +15,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training.checkpoint import BEST, LAST, Checkpoint, TrainState, save_checkpoint, weights_on_cpu
-from training.report import RESULTS_CSV, write_results_csv
+from training.core.checkpoint import (
+    BEST,
+    LAST,
+    Checkpoint,
+    TrainState,
+    save_checkpoint,
+    weights_on_cpu,
+)
+from training.core.report import RESULTS_CSV, write_results_csv
 
 logger = logging.getLogger(__name__)
 

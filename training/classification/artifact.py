@@ -17,10 +17,15 @@ from app.runtime.card import ModelCard
 from app.runtime.inference import split_outputs
 from app.runtime.loader import LoadedModel, load_model
 from app.runtime.preprocessing import draft_size, preprocess_image
-from training.data import LabeledImages
-from training.datacheck import TRAINING_LIMITS, DatasetError
-from training.heldout import evaluation_split
-from training.metrics import ClassificationMetrics, Tally, compute_metrics, update_tally
+from training.classification.data import LabeledImages
+from training.classification.heldout import evaluation_split
+from training.classification.metrics import (
+    ClassificationMetrics,
+    Tally,
+    compute_metrics,
+    update_tally,
+)
+from training.core.datacheck import TRAINING_LIMITS, DatasetError
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from training.calibration import ECE_BINS
-from training.report import save_figure
+from training.classification.calibration import ECE_BINS
+from training.core.report import save_figure
 
 RELIABILITY_PNG = "reliability.png"
 REJECTION_PNG = "rejection.png"

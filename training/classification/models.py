@@ -5,25 +5,22 @@ is in torch.hub's cache), from a local file (a state dict or one of our checkpoi
 """
 
 import logging
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import torchvision
 from torch import nn
 from torchvision.models import get_model, get_model_weights, list_models
 
 from app.runtime.card import Evaluation, InputSpec, Normalization
-from training.checkpoint import read_weights
-from training.config import ConfigError
-from training.modules import SmallCNN
+from training.classification.modules import SmallCNN
+from training.core.checkpoint import read_weights
+from training.core.config import ConfigError
+from training.core.weights import IMAGENET_MEAN, IMAGENET_STD, hub_checkpoints
 
 logger = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # name -> (stage widths, blocks per stage)
 SMALL_CNNS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
     "smallcnn": ((32, 64, 128), (1, 1, 1)),
@@ -95,11 +92,6 @@ def _small_cnn(arch: str, num_classes: int, weights: str, in_channels: int) -> C
     if weights != "none":
         source = load_matching_weights(model, Path(weights))
     return CreatedModel(model, "fc", source, None)
-
-
-def hub_checkpoints() -> Path:
-    """Where torchvision's weights are cached (and looked for, offline)."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def offline_weights() -> list[str]:
@@ -278,15 +270,6 @@ def _load_state_dict(model: nn.Module, path: Path, arch: str, classes: int) -> N
             f"{result.missing_keys[:2]}), {len(result.unexpected_keys)} unexpected (e.g. "
             f"{result.unexpected_keys[:2]})"
         )
-
-
-def framework_versions() -> dict[str, str]:
-    """Versions recorded in every card."""
-    return {
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def _from_torchvision_weights(arch: str, weights: Any) -> BuiltClassifier:

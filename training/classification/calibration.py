@@ -13,7 +13,7 @@ from torchmetrics.functional.classification import binary_auroc, multiclass_cali
 
 from app.runtime.card import CalibrationSpec, OpenSetMethod, OpenSetSpec
 from app.runtime.openset import OpenSetScorer, calibrated_probabilities
-from training.artifact import Outputs
+from training.classification.artifact import Outputs
 
 ECE_BINS = 15
 KNN_KS = (1, 10, 50)

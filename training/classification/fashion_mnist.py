@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.datacheck import DatasetError
+from training.core.datacheck import DatasetError
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (

@@ -4,41 +4,21 @@ Figures are built with matplotlib's object API on an Agg canvas, never pyplot, s
 touches global backend state or needs a screen.
 """
 
-import csv
-import json
 import math
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from training.checkpoint import TrainState
-from training.metrics import ClassificationMetrics
+from training.classification.metrics import ClassificationMetrics
+from training.core.report import save_figure
 
 CONFUSION_PNG = "confusion_matrix.png"
 CURVES_PNG = "curves.png"
 MISCLASSIFIED_PNG = "misclassified.png"
-RESULTS_CSV = "results.csv"
-METRICS_JSON = "metrics.json"
 _CAPTION_CHARACTERS = 30  # per line under a grid cell 2.2 inches wide, at 6 points
-
-
-def write_results_csv(history: Sequence[dict[str, float]], path: Path) -> None:
-    """One row per epoch, columns in first-seen order."""
-    columns = list(dict.fromkeys(key for row in history for key in row))
-    with path.open("w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows({key: round(value, 6) for key, value in row.items()} for row in history)
-
-
-def write_json(payload: dict[str, Any], path: Path) -> None:
-    """Pretty JSON with a trailing newline."""
-    path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
 def plot_confusion(metrics: ClassificationMetrics, path: Path, title: str) -> None:
@@ -142,27 +122,3 @@ def misclassified_figure(
     if not images:
         figure.text(0.5, 0.5, "no misclassified images", ha="center")
     return figure
-
-
-def save_figure(figure: Figure, path: Path) -> None:
-    """Lay out and write a figure as PNG (Agg, no display)."""
-    FigureCanvasAgg(figure)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-
-
-def run_record(
-    state: TrainState, command: str, total_s: float, speed_digits: int
-) -> dict[str, Any]:
-    """How long a run took and how fast it trained, for the card's `training` record."""
-    history = state.history
-    images = sum(row["images_per_s"] * row["train_s"] for row in history)
-    train_s = sum(row["train_s"] for row in history)
-    return {
-        "command": command,
-        "wall_time_s": round(state.wall_time_s, 1),
-        "process_time_s": round(total_s, 1),
-        "images_per_s": round(images / max(train_s, 1e-9), speed_digits),
-        "epochs": len(history),
-        "best_epoch": state.best_epoch + 1,
-    }

@@ -1,38 +1,36 @@
 """A finished run's outputs: metrics and plots in the run folder, the model in the store."""
 
-import dataclasses
-import json
 import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from app.runtime.card import CARD_FILENAME, Evaluation, InputSpec, ModelCard, parse_stored_card
-from training.checkpoint import BEST, LAST, Checkpoint, load_checkpoint
-from training.config import ConfigError, RunConfig, TrainConfig
-from training.data import DataSplits
-from training.datacheck import DatasetReport
-from training.engine import Mistake
-from training.export import export_model
-from training.metrics import SUMMARY_KEYS, ClassificationMetrics, evaluation_record
-from training.models import SMALL_CNNS, create_classifier, framework_versions
-from training.modules import EmbeddingClassifier, NormalizedClassifier
-from training.report import (
+from app.runtime.card import Evaluation, InputSpec, ModelCard
+from training.classification.config import TrainConfig
+from training.classification.data import DataSplits
+from training.classification.datacheck import DatasetReport
+from training.classification.engine import Mistake
+from training.classification.metrics import SUMMARY_KEYS, ClassificationMetrics
+from training.classification.models import SMALL_CNNS, create_classifier
+from training.classification.modules import EmbeddingClassifier, NormalizedClassifier
+from training.classification.report import (
     CONFUSION_PNG,
     CURVES_PNG,
-    METRICS_JSON,
     MISCLASSIFIED_PNG,
     plot_confusion,
     plot_curves,
     plot_misclassified,
-    write_json,
 )
-from training.transforms import EvalPreset
+from training.classification.transforms import EvalPreset
+from training.core.checkpoint import BEST, Checkpoint, load_checkpoint
+from training.core.config import ConfigError
+from training.core.export import export_model, framework_versions
+from training.core.publish import read_run_report
+from training.core.report import METRICS_JSON, evaluation_record, write_json
 
 logger = logging.getLogger(__name__)
 
-ConfigT = TypeVar("ConfigT", bound=RunConfig)
 
 REPORT_FILES = (METRICS_JSON, CONFUSION_PNG, CURVES_PNG, MISCLASSIFIED_PNG)
 
@@ -122,18 +120,6 @@ def export_classifier_run(
     return directory
 
 
-def read_run_report(run_dir: Path) -> dict[str, Any]:
-    """The run's metrics.json (what its card's metrics come from), or a one-line refusal."""
-    path = run_dir / METRICS_JSON
-    if not path.is_file():
-        raise ConfigError(
-            f"{run_dir} has no {METRICS_JSON}: the run did not finish; `python -m training "
-            f"train --resume {run_dir / LAST}` completes it"
-        )
-    report: dict[str, Any] = json.loads(path.read_text())
-    return report
-
-
 def _classifier_from(checkpoint: Checkpoint, spec: InputSpec) -> EmbeddingClassifier:
     """The checkpoint's model, rebuilt as training built it (grey SmallCNNs take one channel)."""
     in_channels = spec.channels if checkpoint.arch in SMALL_CNNS else 3
@@ -150,42 +136,3 @@ def _evaluation(report: dict[str, Any], split: str, source: str) -> Evaluation:
     values = report[split]
     summary = {key: float(values[key]) for key in SUMMARY_KEYS}
     return evaluation_record(summary, values["per_class"], report["dataset"], split, source)
-
-
-def claim_store_name(config: ConfigT) -> ConfigT:
-    """Refuse to replace models/<name> unless --overwrite; then give the new card a newer version.
-
-    Checked before training, so hours of work never end in a silent overwrite or a refusal.
-    """
-    directory = config.store / config.model_name
-    if not config.export or not directory.exists():
-        return config
-    card_file = directory / CARD_FILENAME
-    existing = parse_stored_card(card_file.read_text()).version if card_file.is_file() else None
-    version = next_version(existing, config.model_version)
-    if not config.overwrite:
-        raise ConfigError(
-            f"{directory} already holds {config.model_name} {existing or '(no card)'}; pass "
-            f"--overwrite to replace it (as version {version}), or choose another --name"
-        )
-    if version != config.model_version:
-        logger.info("replacing %s %s with version %s", config.model_name, existing, version)
-    return dataclasses.replace(config, model_version=version)
-
-
-def next_version(existing: str | None, wanted: str) -> str:
-    """`wanted`, unless the existing version is not older: then the existing one, bumped."""
-    if existing is None:
-        return wanted
-    old, new = _version_key(existing), _version_key(wanted)
-    if old is None or new is None:
-        return wanted if wanted != existing else f"{existing}.1"
-    if new > old:
-        return wanted
-    parts = existing.split(".")
-    return ".".join([*parts[:-1], str(int(parts[-1]) + 1)])
-
-
-def _version_key(version: str) -> tuple[int, ...] | None:
-    parts = version.split(".")
-    return tuple(int(part) for part in parts) if all(p.isdigit() for p in parts) else None

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from app.runtime.card import Evaluation
+from training.core.report import evaluation_record
 
 # The headline numbers of ClassificationMetrics.summary(), as metrics.json and cards hold them.
 SUMMARY_KEYS = ("top1", "top5", "macro_f1", "loss", "images")
@@ -123,23 +124,3 @@ def format_metrics(metrics: ClassificationMetrics, title: str) -> str:
             f"{row['f1']:6.4f}  {int(row['support']):7d}"
         )
     return "\n".join(lines)
-
-
-def evaluation_record(
-    summary: dict[str, float],
-    per_class: dict[str, dict[str, float]],
-    dataset: str,
-    split: str,
-    source: str,
-) -> Evaluation:
-    """The card's record of an evaluation (classification or detection), rounded for JSON."""
-    return Evaluation(
-        dataset=dataset,
-        split=split,
-        values={key: round(value, 6) for key, value in summary.items()},
-        source=source,
-        per_class={
-            label: {key: round(value, 6) for key, value in row.items()}
-            for label, row in per_class.items()
-        },
-    )

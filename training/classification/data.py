@@ -20,18 +20,21 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from app.imaging import decode_image
-from training.config import TrainConfig
-from training.datacheck import (
-    TRAINING_LIMITS,
+from training.classification.config import TrainConfig
+from training.classification.datacheck import (
     CheckedImages,
-    DatasetError,
     DatasetReport,
     FolderScan,
     scan_folder,
     summarize,
     validate,
 )
-from training.fashion_mnist import FASHION_MNIST_CLASSES, FASHION_MNIST_FILES, read_fashion_mnist
+from training.classification.fashion_mnist import (
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_FILES,
+    read_fashion_mnist,
+)
+from training.core.datacheck import TRAINING_LIMITS, DatasetError
 
 logger = logging.getLogger(__name__)
 

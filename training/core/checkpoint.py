@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from training.config import ConfigError
+from training.core.config import ConfigError
 
 logger = logging.getLogger(__name__)
 

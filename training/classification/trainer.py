@@ -4,7 +4,6 @@
 trains and evaluates its shard; only rank 0 writes the run folder and exports the model.
 """
 
-import copy
 import logging
 import time
 from dataclasses import dataclass
@@ -14,46 +13,42 @@ import torch
 from torch import nn
 
 from app.runtime.card import InputSpec
-from training.calibrate import CalibrationRun, calibrate, unknown_from_source
-from training.calibration import DecisionGoals
-from training.checkpoint import Checkpoint, TrainState, weights_on_cpu
-from training.config import TrainConfig
-from training.data import DataSplits, load_data
-from training.datacheck import DatasetError, DatasetReport, format_report
-from training.distributed import DistContext, barrier, broadcast_buffers
-from training.engine import (
-    Optimization,
-    StepSettings,
-    evaluate,
-    step_settings,
-    train_one_epoch,
-)
-from training.fit import EpochResult, FitTask, best_weights_on_disk, fit
-from training.metrics import ClassificationMetrics, compute_metrics, format_metrics
-from training.models import SMALL_CNNS, create_classifier, make_input_spec
-from training.modules import NormalizedClassifier
-from training.publish import Outcome, claim_store_name, export_classifier_run, write_outputs
-from training.recipe import (
+from training.classification.calibrate import CalibrationRun, calibrate, unknown_from_source
+from training.classification.calibration import DecisionGoals
+from training.classification.config import TrainConfig
+from training.classification.data import DataSplits, load_data
+from training.classification.datacheck import DatasetReport, format_report
+from training.classification.engine import Optimization, evaluate, train_one_epoch
+from training.classification.metrics import ClassificationMetrics, compute_metrics, format_metrics
+from training.classification.models import SMALL_CNNS, create_classifier, make_input_spec
+from training.classification.modules import NormalizedClassifier
+from training.classification.publish import Outcome, export_classifier_run, write_outputs
+from training.classification.recipe import (
     Loaders,
     build_criterion,
     build_loaders,
     build_optimizer,
-    build_scheduler,
     eval_loader,
     scale_recipe,
-    seed_epoch,
 )
-from training.report import run_record
-from training.session import (
+from training.classification.transforms import EvalPreset, channel_statistics
+from training.core.checkpoint import Checkpoint, TrainState
+from training.core.datacheck import DatasetError
+from training.core.distributed import DistContext, barrier, broadcast_buffers
+from training.core.engine import step_settings
+from training.core.fit import EpochResult, best_weights_on_disk
+from training.core.publish import claim_store_name
+from training.core.recipe import build_scheduler, seed_epoch
+from training.core.report import run_record
+from training.core.run import FitPlan, TaskRun, fit_run
+from training.core.session import (
     machine_description,
     open_run_dir,
     parallel,
     resume_into,
     run_log,
-    start_run_folder,
     training_process,
 )
-from training.transforms import EvalPreset, channel_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -73,24 +68,18 @@ class RunResult:
 
 
 @dataclass(kw_only=True)
-class Run:
-    """Everything one training process holds."""
+class Run(TaskRun):
+    """Everything one classifier training process holds."""
 
     config: TrainConfig
-    context: DistContext
     data: DataSplits
     dataset_report: DatasetReport
-    spec: InputSpec
     model: NormalizedClassifier
     wrapped: nn.Module
     head: str
     weights_source: str
     loaders: Loaders
     optimization: Optimization
-    settings: StepSettings
-    state: TrainState
-    run_dir: Path
-    best_weights: dict[str, torch.Tensor]
     frozen: list[nn.Module]  # the backbone's layers, held in eval mode while it is frozen
 
 
@@ -178,7 +167,7 @@ def _build_model(
 def frozen_layers(backbone: nn.Module, head: str, epochs: int, log: bool) -> list[nn.Module]:
     """The backbone's layers outside the head, which --freeze-backbone-epochs holds still.
 
-    Their learning rate is zero for those epochs (training/recipe.py) and they run in eval
+    Their learning rate is zero for those epochs (training/core/recipe.py) and they run in eval
     mode, so batch norm neither updates its running statistics nor normalises by the batch.
     """
     if epochs <= 0:
@@ -215,24 +204,17 @@ def _sample(data: DataSplits, spec: InputSpec) -> list[torch.Tensor]:
 
 
 def _fit(run: Run) -> None:
-    summary = f"{format_report(run.dataset_report)}\nsplits: {run.data.split_note}"
-    start_run_folder(
-        run.run_dir, run.config, run.dataset_report.to_dict(), summary, run.context.is_main
-    )
-    task = FitTask(
+    plan = FitPlan(
         model=run.model,
-        state=run.state,
-        epochs=run.config.epochs,
-        patience=run.config.patience,
+        labels=run.data.classes,
+        extra={"weights_source": run.weights_source},
         score_name="val top-1",
         steps_per_epoch=len(run.loaders.train),
-        run_dir=run.run_dir,
-        is_main=run.context.is_main,
+        dataset_report=run.dataset_report.to_dict(),
+        summary=f"{format_report(run.dataset_report)}\nsplits: {run.data.split_note}",
         run_epoch=lambda epoch, description: _run_epoch(run, epoch, description),
-        checkpoint=lambda: _checkpoint(run),
-        best_weights=run.best_weights,
     )
-    run.best_weights = fit(task)
+    fit_run(run, plan)
 
 
 def _run_epoch(run: Run, epoch: int, description: str) -> EpochResult:
@@ -260,20 +242,6 @@ def _run_epoch(run: Run, epoch: int, description: str) -> EpochResult:
         f"top-1 {val.top1:.4f} | {stats.images_per_s:.0f} img/s"
     )
     return EpochResult(row=row, score=val.top1, loss=val.loss, summary=summary)
-
-
-def _checkpoint(run: Run) -> Checkpoint:
-    return Checkpoint(
-        model=weights_on_cpu(run.model),
-        optimizer=run.optimization.optimizer.state_dict(),
-        scaler=run.optimization.scaler.state_dict(),
-        state=copy.deepcopy(run.state),
-        config=run.config.to_dict(),
-        arch=run.config.arch,
-        labels=run.data.classes,
-        input_spec=run.spec.model_dump(mode="json"),
-        extra={"weights_source": run.weights_source},
-    )
 
 
 def _finish(run: Run, command: str, total_s: float) -> RunResult:

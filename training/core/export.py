@@ -8,11 +8,13 @@ import contextlib
 import hashlib
 import io
 import logging
+import platform
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
+import torchvision
 from torch import nn
 
 from app.runtime.card import (
@@ -275,3 +277,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
     temporary = path.with_suffix(path.suffix + ".tmp")
     temporary.write_bytes(data)
     temporary.replace(path)
+
+
+def framework_versions() -> dict[str, str]:
+    """Versions recorded in every card."""
+    return {
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+    }

@@ -1,6 +1,6 @@
 """Re-export a frozen SmallCNN archive with today's outputs (logits and embedding).
 
-`python -m training.recover --model models/NAME --data builtin:fashion-mnist`
+`python -m training.classification.recover --model models/NAME --data builtin:fashion-mnist`
 
 An archive exported before classifiers had an embedding output returns logits only, and its run
 folder (the checkpoints) may be gone. Its weights are still in it: freezing inlined them as
@@ -25,11 +25,11 @@ from tqdm import tqdm
 
 from app.runtime.card import ModelCard
 from app.runtime.loader import LoadedModel
-from training.artifact import UploadedImages, card_targets, load_classifier
-from training.data import load_split
-from training.export import export_model
-from training.models import SMALL_CNNS, framework_versions
-from training.modules import EmbeddingClassifier, NormalizedClassifier, SmallCNN
+from training.classification.artifact import UploadedImages, card_targets, load_classifier
+from training.classification.data import load_split
+from training.classification.models import SMALL_CNNS
+from training.classification.modules import EmbeddingClassifier, NormalizedClassifier, SmallCNN
+from training.core.export import export_model, framework_versions
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def check_logits(loaded: LoadedModel, rebuilt: EmbeddingClassifier, source: str)
 def recovered_card(card: ModelCard, rebuilt: EmbeddingClassifier, sha256: str) -> ModelCard:
     """The same card with the new outputs, framework versions and the weights' origin."""
     training = dict(card.training or {}) | {
-        "recovered_from": f"the frozen archive sha256 {sha256} (training/recover.py)"
+        "recovered_from": f"the frozen archive sha256 {sha256} (training/classification/recover.py)"
     }
     return ModelCard.model_validate(
         card.model_dump()
@@ -137,7 +137,9 @@ def _next_minor(version: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Rebuild, check against the test split, export in place."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m training.recover", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m training.classification.recover", description=__doc__
+    )
     parser.add_argument("--model", type=Path, required=True, help="models/<name>")
     parser.add_argument("--data", required=True, help="the data set whose test split checks it")
     args = parser.parse_args(argv)

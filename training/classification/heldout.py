@@ -8,9 +8,15 @@ import logging
 from pathlib import Path
 
 from app.runtime.card import ModelCard
-from training.config import TrainConfig
-from training.data import BUILTIN_PREFIX, DataSplits, LabeledImages, load_data, load_split
-from training.datacheck import DatasetError
+from training.classification.config import TrainConfig
+from training.classification.data import (
+    BUILTIN_PREFIX,
+    DataSplits,
+    LabeledImages,
+    load_data,
+    load_split,
+)
+from training.core.datacheck import DatasetError
 
 logger = logging.getLogger(__name__)
 
