@@ -1,6 +1,6 @@
 """Images that are none of a model's classes: a user's folder, or real built-in sets.
 
-The built-in sets install offline (DESIGN.md's list) and are made at run time, never committed:
+The built-in sets install offline (README "Training") and are made at run time, never committed:
 - `builtin:digits`: the 1,797 hand-written digits of scikit-learn (8x8 scans by 43 people),
   white on black like Fashion-MNIST, enlarged to 28 px.
 - `builtin:nature-photos`: 600 seeded square crops of the 12 MATE nature photos, 64 px.

@@ -267,7 +267,7 @@ def _write(archive: bytes, card: ModelCard, directory: Path) -> Path:
 
 @contextlib.contextmanager
 def _jit_notices_silenced() -> Iterator[None]:
-    """TorchScript is the artifact format DESIGN.md chose; its deprecation notices are known."""
+    """TorchScript is our format (docs/architecture.md); its deprecation notices are known."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         yield
