@@ -1,6 +1,7 @@
 """Dependencies, declared once as Annotated aliases so routes read like prose."""
 
 import hmac
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
@@ -13,7 +14,7 @@ from app.api.uploads import read_uploads
 from app.config import Settings
 from app.errors import NotReady, Unauthorized, ValidationFailed
 from app.runtime.registry import ModelRegistry, ServedModel
-from app.services.uploads import Upload
+from app.services.pipeline import ReservedUploads
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from VISION_API_KEYS.")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -110,11 +111,40 @@ async def get_detector(
     return served
 
 
-async def get_uploads(request: Request, settings: SettingsDep) -> list[Upload]:
-    """The uploaded images."""
-    return await read_uploads(request, settings)
-
-
 ClassifierDep = Annotated[ServedModel, Depends(get_classifier)]
 DetectorDep = Annotated[ServedModel, Depends(get_detector)]
-UploadsDep = Annotated[list[Upload], Depends(get_uploads)]
+
+
+async def reserved_uploads(
+    request: Request, settings: Settings, served: ServedModel
+) -> AsyncIterator[ReservedUploads]:
+    """The uploads, with a slot of `served`'s queue taken as each image begins to arrive.
+
+    A full queue is refused (503) within one image's bytes, never after the whole body; the
+    slots no image used are given back when the route returns.
+    """
+    batcher = served.batcher
+    with batcher.reserve(0) as reservation:
+        images = await read_uploads(request, settings, lambda: batcher.grow(reservation))
+        yield ReservedUploads(images=images, reservation=reservation)
+
+
+async def get_classifier_uploads(
+    request: Request, settings: SettingsDep, served: ClassifierDep
+) -> AsyncIterator[ReservedUploads]:
+    """The uploads, reserved in the classifier's queue."""
+    async for uploads in reserved_uploads(request, settings, served):
+        yield uploads
+
+
+async def get_detector_uploads(
+    request: Request, settings: SettingsDep, served: DetectorDep
+) -> AsyncIterator[ReservedUploads]:
+    """The uploads, reserved in the detector's queue."""
+    async for uploads in reserved_uploads(request, settings, served):
+        yield uploads
+
+
+# scope="function": unused slots return as soon as the route returns, before the answer is sent.
+ClassifierUploadsDep = Annotated[ReservedUploads, Depends(get_classifier_uploads, scope="function")]
+DetectorUploadsDep = Annotated[ReservedUploads, Depends(get_detector_uploads, scope="function")]

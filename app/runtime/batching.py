@@ -4,7 +4,7 @@ The event loop only enqueues and awaits; the worker threads are the only place m
 Several workers may share one queue (like model instances in Triton): on a CPU, one
 single-threaded worker per core keeps every core busy with no load imbalance.
 The queue is bounded so overload is answered at once (503) instead of with growing latency;
-callers reserve their slots before decoding, so a refusal wastes no work.
+callers reserve a slot as each upload begins to arrive, so a refusal wastes no work.
 """
 
 import asyncio
@@ -118,6 +118,15 @@ class DynamicBatcher(Generic[In, Out]):
             yield reservation
         finally:
             self._release(reservation.held)
+
+    def grow(self, reservation: Reservation, count: int = 1) -> None:
+        """Hold `count` more slots for the reservation, or raise Overloaded at once.
+
+        A request reading its uploads takes a slot as each image begins, so overload is refused
+        within one image's bytes rather than after the whole body.
+        """
+        self._reserve(count)
+        reservation.held += count
 
     async def submit_many(
         self, items: Sequence[In], reservation: Reservation | None = None
