@@ -156,9 +156,12 @@ def load_registry(
     )
     observe = metrics.observe_batch if metrics else None
     trusted = _trusted_keys(settings)
-    return ModelRegistry.from_store(
+    registry = ModelRegistry.from_store(
         settings.model_dir, plan.device, policy, tuning, observe, trusted_keys=trusted
     )
+    if metrics is not None:
+        metrics.observe_store(registry)
+    return registry
 
 
 def _trusted_keys(settings: Settings) -> dict[str, TrustedKey]:

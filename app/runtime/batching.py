@@ -23,7 +23,18 @@ logger = logging.getLogger(__name__)
 
 In = TypeVar("In")
 Out = TypeVar("Out")
-BatchObserver = Callable[[int, float], None]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BatchRecord:
+    """One forward pass, as the metrics see it."""
+
+    size: int
+    forward_s: float  # the batch function: forward pass and postprocessing
+    queued_s: tuple[float, ...]  # per item: from its enqueueing to the start of its batch
+
+
+BatchObserver = Callable[[BatchRecord], None]
 
 
 @dataclass(slots=True)
@@ -31,6 +42,7 @@ class _Pending(Generic[In, Out]):
     item: In
     future: "asyncio.Future[Out]"
     loop: asyncio.AbstractEventLoop
+    enqueued: float  # time.perf_counter()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +157,9 @@ class DynamicBatcher(Generic[In, Out]):
             reservation.held -= len(items)  # the worker frees these slots once they ran
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Out]] = [loop.create_future() for _ in items]
+        now = time.perf_counter()
         for item, future in zip(items, futures, strict=True):
-            self._queue.put(_Pending(item, future, loop))
+            self._queue.put(_Pending(item, future, loop, now))
         try:
             return list(await asyncio.gather(*futures))
         finally:
@@ -218,7 +231,12 @@ class DynamicBatcher(Generic[In, Out]):
             error = failure
         # Book-keeping first, so a caller that sees its answer also sees it counted.
         if live and error is None and self._observe_batch is not None:
-            self._observe_batch(len(live), time.perf_counter() - started)
+            record = BatchRecord(
+                size=len(live),
+                forward_s=time.perf_counter() - started,
+                queued_s=tuple(started - pending.enqueued for pending in live),
+            )
+            self._observe_batch(record)
         with self._lock:
             self._waiting -= len(batch)
         for index, pending in enumerate(live):

@@ -10,7 +10,7 @@ import torch
 
 from app.errors import ModelLoadError, ModelNotFound, WrongTask
 from app.runtime.autotune import TuningPolicy, runner_for, tune_model
-from app.runtime.batching import BatchPolicy, DynamicBatcher
+from app.runtime.batching import BatchPolicy, BatchRecord, DynamicBatcher
 from app.runtime.card import ModelCard, Task
 from app.runtime.loader import LoadedModel, discover_model_dirs, load_model
 from app.runtime.signing import TrustedKey
@@ -18,7 +18,7 @@ from app.runtime.tuning import Tuning
 
 logger = logging.getLogger(__name__)
 
-BatchObserver = Callable[[str, int, float], None]
+BatchObserver = Callable[[str, BatchRecord], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,9 +160,9 @@ def _make_batcher(
 ) -> DynamicBatcher[Any, Any]:
     name = loaded.card.name
 
-    def observe(size: int, seconds: float) -> None:
+    def observe(record: BatchRecord) -> None:
         if observe_batch is not None:
-            observe_batch(name, size, seconds)
+            observe_batch(name, record)
 
     return DynamicBatcher(name, runner_for(loaded), policy, observe)
 

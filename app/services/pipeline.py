@@ -52,6 +52,8 @@ async def run_uploads(
     for outcome in outcomes:
         code = outcome.code if isinstance(outcome, ServiceError) else "ok"
         metrics.images.labels(served.name, code).inc()
+        if not isinstance(outcome, ServiceError):
+            metrics.decode_seconds.labels(served.name).observe(outcome[0].decode_s)
     if len(outcomes) == 1 and isinstance(outcomes[0], ServiceError):
         raise outcomes[0]
     return outcomes

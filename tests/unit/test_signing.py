@@ -145,6 +145,11 @@ def test_the_service_refuses_a_tampered_model_and_serves_the_others(
         assert served["signature"]["key_name"] == "owner"
         files = [("image", ("a.png", solid(RED), "image/png"))]
         assert client.post("/classify", files=files).status_code == 200
+        metrics = client.get("/metrics").text
+        assert (
+            f'visionserve_model_loads_total{{model="{TINY_DETECTOR}",outcome="refused"}} 1.0'
+            in metrics
+        )
 
 
 def test_the_environment_takes_comma_separated_key_paths(
