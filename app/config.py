@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     decode_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
+    access_log: bool = True  # one app.access line per request (INFO)
 
     # What one client may cost the server, and how long it may take to send (issue 16).
     max_header_bytes: int = Field(default=64 * 1024, ge=1024, description="request line + headers")

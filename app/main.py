@@ -55,7 +55,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodyGuardMiddleware, limits=_body_limits(settings), release_memory=release_free_memory
     )
-    app.add_middleware(RequestContextMiddleware, metrics_requests=metrics.observe_request)
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics_requests=metrics.observe_request,
+        access_log=settings.access_log,
+    )
     app.add_exception_handler(ServiceError, _service_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error_handler)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from app.request_context import current_request_id
 from app.runtime.batching import BatchRecord
 
 if TYPE_CHECKING:
@@ -112,27 +113,57 @@ class ServiceMetrics:
             queued.observe(seconds)
 
 
+class _RequestIdFilter(logging.Filter):
+    """Stamps each record with the id of the request it was written for (or None)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = current_request_id()
+        return True
+
+
 class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id, the access fields."""
+
     def format(self, record: logging.LogRecord) -> str:
-        payload = {
+        payload: dict[str, object] = {
             "time": self.formatTime(record),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
+        request_id = getattr(record, "request_id", None)
+        if request_id is not None:
+            payload["request_id"] = request_id
+        payload.update(getattr(record, "fields", {}))
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
         return json.dumps(payload)
 
 
+class _TextFormatter(logging.Formatter):
+    """The classic line, with `request=<id>` when it was written for a request."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = getattr(record, "fields", {})
+        request_id = fields.get("request_id") or getattr(record, "request_id", None)
+        return f"{line} request={request_id}" if request_id else line
+
+
+# Ours, and uvicorn's (server and error lines; its access line is replaced by app.access).
+LOGGERS = ("app", "uvicorn")
+
+
 def configure_logging(log_format: Literal["text", "json"], level: str) -> None:
-    """Send our logs to stderr in the configured format."""
+    """Send our and uvicorn's logs to stderr in the one configured format."""
     handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("app")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
+    handler.setFormatter(_JsonFormatter() if log_format == "json" else _TextFormatter())
+    handler.addFilter(_RequestIdFilter())
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level.upper())
+        logger.propagate = False

@@ -1,5 +1,6 @@
 """Dependencies, declared once as Annotated aliases so routes read like prose."""
 
+import hashlib
 import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -13,6 +14,7 @@ from app.api.state import AppState
 from app.api.uploads import read_uploads
 from app.config import Settings
 from app.errors import NotReady, Unauthorized, ValidationFailed
+from app.request_context import note
 from app.runtime.registry import ModelRegistry, ServedModel
 from app.services.pipeline import ReservedUploads
 
@@ -54,10 +56,13 @@ async def require_api_key(
     if not settings.api_keys:
         return
     offered = [bearer.credentials if bearer is not None else None, header_key]
-    if not any(_is_key(candidate, settings.api_keys) for candidate in offered):
+    accepted = [key for key in offered if _is_key(key, settings.api_keys)]
+    if not accepted:
         raise Unauthorized(
             "A valid API key is required (Authorization: Bearer <key>, or X-API-Key: <key>)."
         )
+    # Logs name the key by a fingerprint: traceable, and useless to whoever reads the log.
+    note(key_id=hashlib.sha256(str(accepted[0]).encode()).hexdigest()[:8])
 
 
 def _is_key(candidate: str | None, keys: frozenset[str]) -> bool:
@@ -96,6 +101,7 @@ async def get_classifier(
 ) -> ServedModel:
     """The classifier the request names, or the default one; 503 at once if its queue is full."""
     served = registry.get_for_task(model or settings.default_classifier, "classify")
+    note(model=served.name, model_version=served.card.version)
     served.batcher.refuse_if_full()  # before the body is read: overload costs no upload
     return served
 
@@ -107,6 +113,7 @@ async def get_detector(
 ) -> ServedModel:
     """The detector the request names, or the default one; 503 at once if its queue is full."""
     served = registry.get_for_task(model or settings.default_detector, "detect")
+    note(model=served.name, model_version=served.card.version)
     served.batcher.refuse_if_full()
     return served
 
@@ -126,6 +133,7 @@ async def reserved_uploads(
     batcher = served.batcher
     with batcher.reserve(0) as reservation:
         images = await read_uploads(request, settings, lambda: batcher.grow(reservation))
+        note(images=len(images))
         yield ReservedUploads(images=images, reservation=reservation)
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from app.errors import NotReady, Overloaded
+from app.request_context import current_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class _Pending(Generic[In, Out]):
     future: "asyncio.Future[Out]"
     loop: asyncio.AbstractEventLoop
     enqueued: float  # time.perf_counter()
+    request_id: str | None  # the request it came with, for the batch's log lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +159,9 @@ class DynamicBatcher(Generic[In, Out]):
             reservation.held -= len(items)  # the worker frees these slots once they ran
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Out]] = [loop.create_future() for _ in items]
-        now = time.perf_counter()
+        now, request_id = time.perf_counter(), current_request_id()
         for item, future in zip(items, futures, strict=True):
-            self._queue.put(_Pending(item, future, loop, now))
+            self._queue.put(_Pending(item, future, loop, now, request_id))
         try:
             return list(await asyncio.gather(*futures))
         finally:
@@ -227,9 +229,22 @@ class DynamicBatcher(Generic[In, Out]):
                 if len(outputs) != len(live):
                     raise RuntimeError(f"{len(live)} inputs gave {len(outputs)} outputs")
         except Exception as failure:  # a failed batch fails its callers, not the worker
-            logger.exception("batch of %d failed in model %r", len(live), self.name)
+            logger.exception(
+                "batch of %d failed in model %r (requests %s)",
+                len(live),
+                self.name,
+                _request_ids(live),
+            )
             error = failure
         # Book-keeping first, so a caller that sees its answer also sees it counted.
+        if live and error is None:
+            logger.debug(
+                "model %r: batch of %d in %.1f ms (requests %s)",
+                self.name,
+                len(live),
+                (time.perf_counter() - started) * 1000,
+                _request_ids(live),
+            )
         if live and error is None and self._observe_batch is not None:
             record = BatchRecord(
                 size=len(live),
@@ -241,6 +256,10 @@ class DynamicBatcher(Generic[In, Out]):
             self._waiting -= len(batch)
         for index, pending in enumerate(live):
             _settle(pending, None if error else outputs[index], error)
+
+
+def _request_ids(batch: list[_Pending[In, Out]]) -> str:
+    return ", ".join(dict.fromkeys(str(pending.request_id) for pending in batch))
 
 
 def _settle(pending: _Pending[In, Out], output: Out | None, error: BaseException | None) -> None:
