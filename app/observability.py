@@ -167,3 +167,5 @@ def configure_logging(log_format: Literal["text", "json"], level: str) -> None:
         logger.handlers[:] = [handler]
         logger.setLevel(level.upper())
         logger.propagate = False
+    # uvicorn's protocol logs access lines whenever its logger has a handler up the tree.
+    logging.getLogger("uvicorn.access").disabled = True
