@@ -9,8 +9,9 @@ A mask folder (what annotation tools export as "segmentation masks"):
 
 Mask value 255 means "ignore" (unlabelled or ambiguous pixels), as in PASCAL VOC. COCO data
 (`annotations/instances_<split>.json` + `<split>/`) has its polygons and RLE rasterised with
-pycocotools; category ids in ascending order become class ids 1..K. Images are read upright
-(EXIF applied), as annotation tools show them and as /segment answers.
+faster-coco-eval's port of pycocotools' mask API; category ids in ascending order become class
+ids 1..K. Images are read upright (EXIF applied), as annotation tools show them and as /segment
+answers.
 """
 
 import json
@@ -22,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from pycocotools import mask as coco_mask
+from faster_coco_eval.core import mask as coco_mask
 
 from app.imaging import decode_image
-from training.datacheck import IMAGE_EXTENSIONS, TRAINING_LIMITS, DatasetError
+from training.core.datacheck import IMAGE_EXTENSIONS, TRAINING_LIMITS, DatasetError
 
 BACKGROUND = "background"
 LABELS_FILE = "labels.txt"

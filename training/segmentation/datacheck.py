@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from training.datacheck import DatasetError
+from training.core.datacheck import DatasetError
 from training.segmentation.data import IGNORE_INDEX, SegmentationSplit
 
 logger = logging.getLogger(__name__)

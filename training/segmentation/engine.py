@@ -10,8 +10,8 @@ from torch import nn
 from tqdm import tqdm
 
 from app.runtime.segmentation import class_map
-from training.distributed import all_reduce_sum
-from training.engine import StepSettings, Throughput, Updater, apply_gradients, require_finite
+from training.core.distributed import all_reduce_sum
+from training.core.engine import StepSettings, Throughput, Updater, apply_gradients, require_finite
 from training.segmentation.data import IGNORE_INDEX
 from training.segmentation.metrics import SegmentationMetrics, SegmentationScorer
 from training.segmentation.models import upsample_logits

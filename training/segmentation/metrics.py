@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from training.distributed import all_reduce_sum
+from training.core.distributed import all_reduce_sum
 from training.segmentation.data import IGNORE_INDEX
 
 

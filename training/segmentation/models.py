@@ -13,8 +13,8 @@ from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 from torchvision.models.segmentation.lraspp import LRASPPHead
 from torchvision.ops import misc as misc_ops
 
-from training.config import ConfigError
-from training.models import IMAGENET_MEAN, IMAGENET_STD
+from training.core.config import ConfigError
+from training.core.weights import IMAGENET_MEAN, IMAGENET_STD
 
 SEGMENTER_ARCHS = ("lraspp_mobilenet_v2",)
 # MobileNetV2 `features`: blocks 0-6 end at stride 8 with 32 channels (the LR-ASPP "low"

@@ -14,10 +14,9 @@ import torch
 from torch import nn
 
 from app.runtime.card import Evaluation, ModelCard, SegmentationSpec
-from training.checkpoint import BEST, load_checkpoint
-from training.export import PARITY_SEED, ExportError, export_model
-from training.models import framework_versions
-from training.publish import read_run_report
+from training.core.checkpoint import BEST, load_checkpoint
+from training.core.export import PARITY_SEED, ExportError, export_model, framework_versions
+from training.core.publish import read_run_report
 from training.segmentation.config import SegmentationTrainConfig
 from training.segmentation.models import Segmenter, SegmenterConfig
 from training.segmentation.report import REPORT_FILES

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from PIL import Image
@@ -15,11 +14,11 @@ from PIL import Image
 from app.runtime.preprocessing import preprocess_image
 from app.runtime.segmentation import class_map
 from app.services.masks import palette
-from training.report import METRICS_JSON, RESULTS_CSV, run_record, write_json
+from training.core.report import METRICS_JSON, RESULTS_CSV, run_record, save_figure, write_json
+from training.core.session import machine_description
 from training.segmentation.data import IGNORE_INDEX, SegmentationSplit
 from training.segmentation.metrics import SegmentationMetrics, format_segmentation_metrics
 from training.segmentation.run import SegmentationRun
-from training.session import machine_description
 
 logger = logging.getLogger(__name__)
 
@@ -169,10 +168,3 @@ def plot_segmentation_curves(history: Sequence[dict[str, float]], path: Path) ->
         axes.set_xlabel("epoch")
         axes.grid(alpha=0.3)
     save_figure(figure, path)
-
-
-def save_figure(figure: Figure, path: Path) -> None:
-    """Render with Agg (no display needed) and write a PNG."""
-    FigureCanvasAgg(figure)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)

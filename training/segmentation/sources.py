@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.datacheck import DatasetError
+from training.core.datacheck import DatasetError
 from training.detection.scenes import SceneConfig
 from training.segmentation.data import (
     SegmentationSplit,
@@ -24,7 +24,9 @@ def is_segmentation_source(source: str) -> bool:
 
 def scene_config(seed: int, scenes: int) -> SceneConfig:
     """builtin:scenes-seg's sizes for `--scenes N`: val and test are 10% and 15% of it."""
-    return SceneConfig(seed=seed, train=scenes, val=max(8, scenes // 10), test=max(8, scenes * 3 // 20))
+    return SceneConfig(
+        seed=seed, train=scenes, val=max(8, scenes // 10), test=max(8, scenes * 3 // 20)
+    )
 
 
 def load_splits(

@@ -5,7 +5,6 @@ its shard of each evaluation; the confusion matrices are summed, so every rank s
 Only rank 0 writes the run folder and exports.
 """
 
-import copy
 import logging
 import time
 from dataclasses import asdict, replace
@@ -16,13 +15,21 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from app.runtime.card import InputSpec, Normalization
-from training.checkpoint import Checkpoint, weights_on_cpu
-from training.distributed import DistContext, EpochSampler, ShardSampler, barrier
-from training.engine import Updater, step_settings
-from training.fit import EpochResult, FitTask, best_weights_on_disk, fit
-from training.models import IMAGENET_MEAN, IMAGENET_STD
-from training.publish import claim_store_name
-from training.recipe import build_scheduler, create_optimizer, seed_epoch
+from training.core.checkpoint import Checkpoint
+from training.core.distributed import DistContext, EpochSampler, ShardSampler, barrier
+from training.core.engine import Updater, step_settings
+from training.core.fit import EpochResult, best_weights_on_disk
+from training.core.publish import claim_store_name
+from training.core.recipe import build_scheduler, create_optimizer, seed_epoch
+from training.core.run import FitPlan, fit_run
+from training.core.session import (
+    open_run_dir,
+    parallel,
+    resume_into,
+    run_log,
+    training_process,
+)
+from training.core.weights import IMAGENET_MEAN, IMAGENET_STD
 from training.segmentation.config import SegmentationTrainConfig
 from training.segmentation.data import SegmentationSplit
 from training.segmentation.datacheck import format_report
@@ -39,18 +46,11 @@ from training.segmentation.publish import export_segmenter_run
 from training.segmentation.report import finish_run
 from training.segmentation.run import SegmentationRun, TrainLoader
 from training.segmentation.sources import checked_splits
-from training.session import (
-    open_run_dir,
-    parallel,
-    resume_into,
-    run_log,
-    start_run_folder,
-    training_process,
-)
 
 logger = logging.getLogger(__name__)
 
 _EVAL_BATCH = 8
+_PARITY_IMAGES = 4
 
 
 def train_segmenter(
@@ -71,8 +71,14 @@ def train_segmenter(
             barrier()
             if not context.is_main or not config.export:
                 return None
+            served = ServedPairs(run.splits["val"], run.spec)
+            images = [served[i][0] for i in range(min(_PARITY_IMAGES, len(served)))]
             return export_segmenter_run(
-                run.run_dir, config.store, name=config.model_name, version=config.model_version
+                run.run_dir,
+                config.store,
+                images,
+                name=config.model_name,
+                version=config.model_version,
             )
 
 
@@ -194,24 +200,17 @@ def evaluate_split(run: SegmentationRun, split: str) -> SegmentationMetrics:
 
 
 def _fit(run: SegmentationRun) -> None:
-    summary = format_report(run.dataset_report)
-    start_run_folder(
-        run.run_dir, run.config, run.dataset_report.to_dict(), summary, run.context.is_main
-    )
-    task = FitTask(
+    plan = FitPlan(
         model=run.module,
-        state=run.state,
-        epochs=run.config.epochs,
-        patience=run.config.patience,
+        labels=run.splits["train"].labels,
+        extra={"task": "segment", "segmenter": asdict(run.segmenter_config)},
         score_name="val mIoU",
         steps_per_epoch=len(run.loader),
-        run_dir=run.run_dir,
-        is_main=run.context.is_main,
+        dataset_report=run.dataset_report.to_dict(),
+        summary=format_report(run.dataset_report),
         run_epoch=lambda epoch, description: _run_epoch(run, epoch, description),
-        checkpoint=lambda: _checkpoint(run),
-        best_weights=run.best_weights,
     )
-    run.best_weights = fit(task)
+    fit_run(run, plan)
 
 
 def _run_epoch(run: SegmentationRun, epoch: int, description: str) -> EpochResult:
@@ -232,17 +231,3 @@ def _run_epoch(run: SegmentationRun, epoch: int, description: str) -> EpochResul
         f"{stats.images_per_s:.2f} img/s"
     )
     return EpochResult(row=row, score=val.miou, loss=None, summary=summary)
-
-
-def _checkpoint(run: SegmentationRun) -> Checkpoint:
-    return Checkpoint(
-        model=weights_on_cpu(run.module),
-        optimizer=run.optimization.optimizer.state_dict(),
-        scaler=run.optimization.scaler.state_dict(),
-        state=copy.deepcopy(run.state),
-        config=run.config.to_dict(),
-        arch=run.config.arch,
-        labels=run.splits["train"].labels,
-        input_spec=run.spec.model_dump(mode="json"),
-        extra={"task": "segment", "segmenter": asdict(run.segmenter_config)},
-    )
