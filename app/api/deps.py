@@ -110,6 +110,17 @@ async def get_detector(
     return served
 
 
+async def get_segmenter(
+    registry: RegistryDep,
+    settings: SettingsDep,
+    model: Annotated[str | None, Query(description="Model name; default from settings.")] = None,
+) -> ServedModel:
+    """The segmenter the request names, or the default one; 503 at once if its queue is full."""
+    served = registry.get_for_task(model or settings.default_segmenter, "segment")
+    served.batcher.refuse_if_full()
+    return served
+
+
 async def get_uploads(request: Request, settings: SettingsDep) -> list[Upload]:
     """The uploaded images."""
     return await read_uploads(request, settings)
@@ -117,4 +128,5 @@ async def get_uploads(request: Request, settings: SettingsDep) -> list[Upload]:
 
 ClassifierDep = Annotated[ServedModel, Depends(get_classifier)]
 DetectorDep = Annotated[ServedModel, Depends(get_detector)]
+SegmenterDep = Annotated[ServedModel, Depends(get_segmenter)]
 UploadsDep = Annotated[list[Upload], Depends(get_uploads)]
