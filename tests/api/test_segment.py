@@ -5,6 +5,7 @@ import base64
 import hashlib
 import io
 import re
+from typing import Any
 
 import httpx2
 import numpy as np
@@ -55,7 +56,7 @@ def assert_aligned(mask: np.ndarray, expected: np.ndarray) -> None:
         assert len(np.unique(window)) > 1, f"pixel {(x, y)} is wrong away from any edge"
 
 
-def post_png(client: TestClient, image: Image.Image, **params: str) -> dict[str, object]:
+def post_png(client: TestClient, image: Image.Image, **params: str) -> dict[str, Any]:
     answer = client.post(
         "/segment",
         params=params,
@@ -63,15 +64,15 @@ def post_png(client: TestClient, image: Image.Image, **params: str) -> dict[str,
         headers={"content-type": "image/png"},
     )
     assert answer.status_code == 200, answer.text
-    body: dict[str, object] = answer.json()
+    body: dict[str, Any] = answer.json()
     return body
 
 
 def test_png_mask_is_the_upload_size_with_class_ids_and_counts(client: TestClient) -> None:
     body = post_png(client, scene())
-    assert body["model"]["name"] == TINY_SEGMENTER  # type: ignore[index]
+    assert body["model"]["name"] == TINY_SEGMENTER
     assert body["format"] == "png"
-    [result] = body["results"]  # type: ignore[attr-defined]
+    [result] = body["results"]
     assert (result["width"], result["height"]) == (SIDE, 96)
     mask = png_mask(result)
     assert_aligned(mask, expected_mask())
@@ -84,10 +85,10 @@ def test_png_mask_is_the_upload_size_with_class_ids_and_counts(client: TestClien
 
 
 def test_rle_masks_decode_with_pycocotools_to_the_png_mask(client: TestClient) -> None:
-    png = png_mask(post_png(client, scene())["results"][0])  # type: ignore[index]
+    png = png_mask(post_png(client, scene())["results"][0])
     body = post_png(client, scene(), format="rle")
     assert body["format"] == "rle"
-    [result] = body["results"]  # type: ignore[attr-defined]
+    [result] = body["results"]
     mask = result["mask"]
     assert mask["format"] == "rle"
     assert [item["class_id"] for item in mask["classes"]] == [0, 1, 2]
@@ -113,7 +114,7 @@ def test_masks_follow_exif_orientation(client: TestClient, orientation: int) -> 
 
 def test_large_uploads_get_a_full_size_mask(client: TestClient) -> None:
     big = scene().resize((SIDE * 12, 96 * 12), Image.Resampling.NEAREST)
-    [result] = post_png(client, big)["results"]  # type: ignore[misc]
+    [result] = post_png(client, big)["results"]
     mask = png_mask(result)
     assert mask.shape == (96 * 12, SIDE * 12)
     # 12 upload pixels per model pixel: a boundary may be off by that much, no more.

@@ -54,7 +54,8 @@ def train_one_epoch(
         loss = segmentation_loss(logits, masks)
         apply_gradients(loss, model, updater, settings.clip_grad_norm)
         with torch.no_grad():
-            predicted = upsample_logits(logits.detach().float(), masks.shape[-2:]).argmax(dim=1)
+            size = (masks.shape[-2], masks.shape[-1])
+            predicted = upsample_logits(logits.detach().float(), size).argmax(dim=1)
             valid = masks != IGNORE_INDEX
             hits = ((predicted == masks) & valid).sum()
         row = [loss.detach().double() * len(masks), hits.double(), valid.sum().double()]

@@ -39,6 +39,9 @@ class SegmenterConfig:
 class Segmenter(nn.Module):
     """uint8 NCHW images -> class logits at stride 8; normalisation happens inside."""
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, config: SegmenterConfig, weights: str = "imagenet") -> None:
         super().__init__()
         if config.arch not in SEGMENTER_ARCHS:
