@@ -16,9 +16,7 @@ from training.segmentation.task import TASK as SEGMENTATION
 
 # Tried in order; segmentation before detection (a segmenter --arch claims COCO data too);
 # classification, which claims everything, comes last.
-TASKS: dict[str, Task] = {
-    task.name: task for task in (SEGMENTATION, DETECTION, CLASSIFICATION)
-}
+TASKS: dict[str, Task] = {task.name: task for task in (SEGMENTATION, DETECTION, CLASSIFICATION)}
 
 
 def task_for(arch: str | None, data: str | None) -> Task:

@@ -10,7 +10,7 @@ from PIL import Image
 from app.services.masks import mask_image
 from tests.training.segmentation_data import LABELS, shapes, write_coco_polygons, write_mask_folder
 from training.core.datacheck import DatasetError
-from training.detection.scenes import SceneConfig, check_sources, render_scene_mask
+from training.core.scenes import SceneConfig, check_sources, render_scene_mask
 from training.segmentation.data import load_coco_segmentation, load_mask_folder
 from training.segmentation.datacheck import check_splits, format_report
 from training.segmentation.datasets import TrainPairs

@@ -16,7 +16,7 @@ from app.runtime.loader import LoadedModel, load_model
 from app.runtime.preprocessing import draft_size, preprocess_image
 from app.runtime.segmentation import SegmentInput, make_segment_runner
 from training.core.datacheck import TRAINING_LIMITS, DatasetError
-from training.detection.scenes import SceneConfig
+from training.core.scenes import SceneConfig
 from training.segmentation.data import SegmentationSplit, mask_tensor
 from training.segmentation.datacheck import check_splits
 from training.segmentation.metrics import SegmentationMetrics, SegmentationScorer

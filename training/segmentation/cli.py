@@ -5,7 +5,7 @@ import json
 from typing import Any
 
 from training.core.config import ConfigError
-from training.detection.scenes import SceneConfig
+from training.core.scenes import SceneConfig
 from training.segmentation.artifact import evaluate_segmenter
 from training.segmentation.config import SegmentationTrainConfig
 from training.segmentation.datacheck import check_splits, format_report

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from faster_coco_eval.core import mask as coco_mask
+from PIL import Image
 
 from app.imaging import decode_image
 from training.core.datacheck import IMAGE_EXTENSIONS, TRAINING_LIMITS, DatasetError

@@ -1,6 +1,6 @@
 """builtin:scenes-seg: the detection scenes with their exact class masks, as a mask folder.
 
-The scenes are `training.detection.scenes`' (real Tux Paint cut-outs pasted onto real MATE
+The scenes are `training.core.scenes`' (real Tux Paint cut-outs pasted onto real MATE
 photos); a pixel's class is the category of the cut-out that stays visible there (alpha >= 128),
 else background. Written in the user format of `training.segmentation.data` (images, same-named
 PNG masks of class ids, labels.txt), so one loader and one check serve both.
@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from app.services.masks import mask_image
-from training.detection.scenes import CLASSES, SPLITS, SceneConfig, check_sources, render_scene_mask
+from training.core.scenes import CLASSES, SPLITS, SceneConfig, check_sources, render_scene_mask
 from training.segmentation.data import BACKGROUND, IMAGES, LABELS_FILE, MASKS
 
 SCENES_SEG = "builtin:scenes-seg"

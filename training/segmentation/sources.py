@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from training.core.datacheck import DatasetError
-from training.detection.scenes import SceneConfig
+from training.core.scenes import SceneConfig
 from training.segmentation.data import (
     SegmentationSplit,
     is_coco_segmentation,

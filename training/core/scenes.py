@@ -1,4 +1,7 @@
-"""builtin:scenes: real photo cut-outs pasted onto real photos, with exact boxes, as COCO JSON.
+"""builtin:scenes: real photo cut-outs pasted onto real photos, with exact boxes and masks.
+
+Shared data of two tasks, so it lives in the core: detection writes the scenes as COCO JSON
+with boxes (`write_split`), segmentation as class masks (`render_scene_mask`).
 
 The cut-outs are Tux Paint's photo stamps (Debian `tuxpaint-stamps-default`, RGBA) grouped into
 classes by folder; the backgrounds are MATE's nature photos (Debian `mate-backgrounds`). Both are
