@@ -96,7 +96,7 @@ def test_train_pairs_move_the_mask_with_the_image(tmp_path: Path) -> None:
     for index in range(3):
         image, mask = pairs[index]
         assert image.shape == (3, 64, 64) and mask.shape == (64, 64)
-        assert mask.dtype == torch.int64 and set(mask.unique().tolist()) <= {0, 1, 2}
+        assert mask.dtype == torch.int64 and set(torch.unique(mask).tolist()) <= {0, 1, 2}
         red = image[0].int() - image[2].int() > 60  # colour jitter keeps red redder than blue
         if (mask == 1).sum() > 20:
             agreement = (red & (mask == 1)).sum() / (mask == 1).sum()
