@@ -8,8 +8,8 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 from faster_coco_eval.core import mask as coco_mask
+from PIL import Image
 
 # zlib level 1: class maps are long runs, so this is within a few percent of level 9's size
 # at a fraction of the time on a serving thread.
