@@ -21,10 +21,16 @@ from training.core.scenes import SceneConfig, render_scene_mask
 from training.segmentation.metrics import SegmentationScorer
 
 MODEL = "objects-segmenter"
-pytestmark = pytest.mark.skipif(
-    not (scenes.STAMP_ROOT.is_dir() and scenes.BACKGROUND_ROOT.is_dir()),
-    reason="needs Debian tuxpaint-stamps-default and mate-backgrounds (`make scenes-data`)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not (scenes.STAMP_ROOT.is_dir() and scenes.BACKGROUND_ROOT.is_dir()),
+        reason="needs Debian tuxpaint-stamps-default and mate-backgrounds (`make scenes-data`)",
+    ),
+    pytest.mark.skipif(
+        not (ROOT / "models" / MODEL / "model.pt").is_file(),
+        reason=f"models/{MODEL} is not in this checkout (`make models` trains it)",
+    ),
+]
 TEST_SCENES = range(8)  # the first scenes of the default config's held-out test split
 
 
