@@ -11,6 +11,9 @@ SCENE_PACKAGES := tuxpaint-stamps-default mate-backgrounds
 # The default detector's recipe: about 30 min on 2 busy CPU cores (README "Detection").
 DETECTOR_RECIPE := --data builtin:scenes --arch fasterrcnn_mobilenet_v2 --scenes 2000 --epochs 2 \
 	--batch-size 4 --lr 3e-4 --workers 1 --threads 1
+# The default segmenter's recipe: LR-ASPP on MobileNetV2, 256 px (README "Segmentation").
+SEGMENTER_RECIPE := --data builtin:scenes-seg --arch lraspp_mobilenet_v2 --scenes 2000 --epochs 8 \
+	--image-size 256 --batch-size 8 --lr 7e-4 --workers 1 --threads 1
 # Tests that need Fashion-MNIST or the scene photos skip (saying why) when they cannot be
 # installed, e.g. without root.
 DATA_OR_SKIP := $(MAKE) -s data || echo "note: dataset-fashion-mnist or the scene photos not installed; tests needing them skip"
@@ -70,6 +73,8 @@ models: $(STAMP) scenes-data data
 	$(TORCHRUN) -m training train $(FASHION_RECIPE) --no-progress
 	$(PY) -m training train $(DETECTOR_RECIPE) --name objects-detector --no-progress
 	$(PY) -m training.detection.realphotos --model models/objects-detector
+	$(PY) -m training train $(SEGMENTER_RECIPE) --name objects-segmenter --no-progress
+	$(PY) -m training.segmentation.realphotos --model models/objects-segmenter
 
 # The client's pydantic models, from the service's OpenAPI schema (a test checks they are current).
 client-models: $(STAMP)
@@ -78,6 +83,7 @@ client-models: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.serve --model imagenet-mobilenet-v2
 	test ! -d models/objects-detector || $(PY) -m bench.serve --model objects-detector
+	test ! -d models/objects-segmenter || $(PY) -m bench.serve --model objects-segmenter
 
 # Hostile-traffic probes (README "Hardening"): about 10 minutes; --root DIR measures other code.
 stress: $(STAMP)

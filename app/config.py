@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     default_classifier: str = "imagenet-mobilenet-v2"
     default_detector: str = "objects-detector"
+    default_segmenter: str = "objects-segmenter"
 
     max_batch_size: int = Field(default=16, ge=1, le=256)
     autotune_batch_size: bool = True  # measure 1, 2, 4 ... MAX_BATCH_SIZE at warm-up; keep the best

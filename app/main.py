@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from app.api import classify, detect, docs, health, models
+from app.api import classify, detect, docs, health, models, segment
 from app.api.deps import reject_unknown_query, require_api_key
 from app.api.middleware import BodyGuardMiddleware, BodyLimits, RequestContextMiddleware
 from app.api.responses import render_error
@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = ServiceMetrics()
     app = FastAPI(
         title="visionserve",
-        summary="Batched image classification and object detection over HTTP.",
+        summary="Batched image classification, object detection and segmentation over HTTP.",
         version="0.1.0",
         lifespan=partial(_lifespan, settings=settings, metrics=metrics),
         dependencies=[Depends(reject_unknown_query)],
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(HTTPException, _http_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _internal_error_handler)
 
-    for router in (classify.router, detect.router, models.router, health.router):
+    for router in (classify.router, detect.router, segment.router, models.router, health.router):
         app.include_router(router)
     protected = [Depends(require_api_key)] if settings.protect_docs_and_metrics else []
     app.include_router(health.metrics_router, dependencies=protected)

@@ -116,6 +116,60 @@ class DetectResponse(BaseModel):
     results: list[DetectionResult]
 
 
+class SegmentClass(BaseModel):
+    """One class present in an image's mask (background included)."""
+
+    label: str
+    class_id: int
+    pixels: int
+    fraction: float = Field(description="pixels / (width x height)")
+
+
+class PngMask(BaseModel):
+    """The whole mask as one indexed PNG the size of the upright upload; values are class ids."""
+
+    format: Literal["png"] = "png"
+    data: str = Field(description="base64 of a single-channel (palette) PNG")
+
+
+class RleClassMaskPublic(BaseModel):
+    """One class's pixels as COCO compressed RLE (pycocotools' `mask.decode` reads it)."""
+
+    class_id: int
+    size: tuple[int, int] = Field(description="[height, width], as COCO orders it")
+    counts: str
+
+
+class RleMask(BaseModel):
+    """The mask as COCO RLE, one entry per class present."""
+
+    format: Literal["rle"] = "rle"
+    classes: list[RleClassMaskPublic]
+
+
+class SegmentationResult(BaseModel):
+    """The answer for one uploaded image: classes and mask, or that image's error."""
+
+    index: int
+    filename: str | None
+    image_sha256: str | None = Field(default=None, description="sha256 of the uploaded bytes")
+    width: int | None = None
+    height: int | None = None
+    classes: list[SegmentClass] | None = Field(
+        default=None, description="classes present, most pixels first; pixels add up to w x h"
+    )
+    mask: PngMask | RleMask | None = Field(default=None, discriminator="format")
+    error: ErrorBody | None = None
+
+
+class SegmentResponse(BaseModel):
+    """One result per uploaded image, in upload order."""
+
+    model: ModelRef
+    format: Literal["png", "rle"]
+    results: list[SegmentationResult]
+
+
 class ModelDescription(BaseModel):
     """A served model: its card, archive hash and where it runs."""
 
@@ -155,6 +209,7 @@ class ModelsResponse(BaseModel):
     device: str
     default_classifier: str
     default_detector: str
+    default_segmenter: str
     signatures_checked: bool = Field(
         description="whether a model must be signed by a trusted key to be served"
     )

@@ -21,6 +21,8 @@ from app.runtime.inference import ClassifyInput, make_classify_runner
 from app.runtime.loader import LoadedModel, load_model
 from app.runtime.optimize import optimize_for_cpu
 from app.runtime.preprocessing import draft_size, preprocess_image
+from app.runtime.segmentation import SegmentInput, make_segment_runner
+from app.services.masks import encode_png
 
 _LIMITS = ImageLimits(max_bytes=50 * 1024 * 1024, max_pixels=100_000_000, min_side=1)
 
@@ -111,5 +113,12 @@ def pipeline(model: LoadedModel) -> Callable[[list[bytes]], object]:
         detect = make_detect_runner(model)
         threshold = model.card.detection.score_threshold if model.card.detection else 0.5
         return lambda batch: detect([DetectInput(*prepare(data), threshold, 100) for data in batch])
+    if model.card.task == "segment":
+        segment = make_segment_runner(model)
+        # The service also encodes every mask (PNG by default): part of the work per image.
+        return lambda batch: [
+            encode_png(result.class_map)
+            for result in segment([SegmentInput(*prepare(data)) for data in batch])
+        ]
     classify = make_classify_runner(model)
     return lambda batch: classify([ClassifyInput(prepare(data)[0], 5) for data in batch])

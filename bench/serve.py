@@ -1,4 +1,4 @@
-"""Benchmark POST /classify or /detect against the in-process ceiling, in one run, one machine.
+"""Benchmark POST /classify, /detect or /segment against the in-process ceiling, on one machine.
 
     python -m bench.serve [--model NAME] [--duration 10] [--load-rounds 3] [--concurrency 1 32]
                           [--env VISION_X=Y]

@@ -11,6 +11,7 @@ from torch import nn
 from app.config import Settings
 from app.main import create_app
 from app.runtime.card import DetectionSpec, InputSpec, ModelCard, Normalization
+from tests.segmenters import TINY_SEGMENTER, export_tiny_segmenter
 from training.classification.modules import NormalizedClassifier
 from training.core.export import export_model, framework_versions
 
@@ -102,6 +103,7 @@ def model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     store = tmp_path_factory.mktemp("models")
     export_model(tiny_module(), tiny_card(), store)
     export_model(RedBoxDetector(), tiny_detector_card(), store)
+    export_tiny_segmenter(store)
     return store
 
 
@@ -112,6 +114,7 @@ def settings(model_store: Path) -> Settings:
         model_dir=model_store,
         default_classifier=TINY_MODEL,
         default_detector=TINY_DETECTOR,
+        default_segmenter=TINY_SEGMENTER,
         max_batch_size=8,
         max_batch_wait_ms=2.0,
         autotune_batch_size=False,

@@ -12,9 +12,11 @@ from training.core.checkpoint import BEST, Checkpoint, load_checkpoint
 from training.core.config import ConfigError
 from training.core.task import Task
 from training.detection.task import TASK as DETECTION
+from training.segmentation.task import TASK as SEGMENTATION
 
-# Tried in order; classification, which claims everything, comes last.
-TASKS: dict[str, Task] = {task.name: task for task in (DETECTION, CLASSIFICATION)}
+# Tried in order; segmentation before detection (a segmenter --arch claims COCO data too);
+# classification, which claims everything, comes last.
+TASKS: dict[str, Task] = {task.name: task for task in (SEGMENTATION, DETECTION, CLASSIFICATION)}
 
 
 def task_for(arch: str | None, data: str | None) -> Task:

@@ -118,8 +118,21 @@ async def get_detector(
     return served
 
 
+async def get_segmenter(
+    registry: RegistryDep,
+    settings: SettingsDep,
+    model: Annotated[str | None, Query(description="Model name; default from settings.")] = None,
+) -> ServedModel:
+    """The segmenter the request names, or the default one; 503 at once if its queue is full."""
+    served = registry.get_for_task(model or settings.default_segmenter, "segment")
+    note(model=served.name, model_version=served.card.version)
+    served.batcher.refuse_if_full()
+    return served
+
+
 ClassifierDep = Annotated[ServedModel, Depends(get_classifier)]
 DetectorDep = Annotated[ServedModel, Depends(get_detector)]
+SegmenterDep = Annotated[ServedModel, Depends(get_segmenter)]
 
 
 async def reserved_uploads(
@@ -153,6 +166,15 @@ async def get_detector_uploads(
         yield uploads
 
 
+async def get_segmenter_uploads(
+    request: Request, settings: SettingsDep, served: SegmenterDep
+) -> AsyncIterator[ReservedUploads]:
+    """The uploads, reserved in the segmenter's queue."""
+    async for uploads in reserved_uploads(request, settings, served):
+        yield uploads
+
+
 # scope="function": unused slots return as soon as the route returns, before the answer is sent.
 ClassifierUploadsDep = Annotated[ReservedUploads, Depends(get_classifier_uploads, scope="function")]
 DetectorUploadsDep = Annotated[ReservedUploads, Depends(get_detector_uploads, scope="function")]
+SegmenterUploadsDep = Annotated[ReservedUploads, Depends(get_segmenter_uploads, scope="function")]

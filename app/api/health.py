@@ -47,6 +47,7 @@ def _default_model_problems(state: AppState) -> list[str]:
     defaults: tuple[tuple[str, Task], ...] = (
         (settings.default_classifier, "classify"),
         (settings.default_detector, "detect"),
+        (settings.default_segmenter, "segment"),
     )
     problems = []
     for name, task in defaults:

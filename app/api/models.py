@@ -23,6 +23,7 @@ async def list_models(registry: RegistryDep, settings: SettingsDep) -> ModelsRes
         device=f"{registry.device} ({describe_device(registry.device)})",
         default_classifier=settings.default_classifier,
         default_detector=settings.default_detector,
+        default_segmenter=settings.default_segmenter,
         signatures_checked=registry.signatures_checked,
         refused=[
             RefusedModelDescription(folder=item.folder, reason=item.reason)

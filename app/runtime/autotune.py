@@ -18,6 +18,7 @@ from app.runtime.inference import classify_warm_up_batch, make_classify_runner
 from app.runtime.loader import LoadedModel
 from app.runtime.optimize import RuntimeChoice, choose_runtime, optimized_model
 from app.runtime.profile import ProfileKey, cpu_model, profile_path, read_profile, write_profile
+from app.runtime.segmentation import make_segment_runner, segment_warm_up_batch
 from app.runtime.tuning import (
     BATCH_MARGIN,
     Comparison,
@@ -56,6 +57,8 @@ def runner_for(loaded: LoadedModel) -> BatchRunner:
     """The batch function the batcher's workers call for this model."""
     if loaded.card.task == "detect":
         return make_detect_runner(loaded)
+    if loaded.card.task == "segment":
+        return make_segment_runner(loaded)
     return make_classify_runner(loaded)
 
 
@@ -64,6 +67,8 @@ def warm_up_batch(card: ModelCard, size: int) -> list[Any]:
     spec = card.input
     if card.task == "detect":
         return detect_warm_up_batch(spec.channels, spec.resize_size, size)
+    if card.task == "segment":
+        return segment_warm_up_batch(spec.channels, spec.resize_size, size)
     height, width = spec.tensor_size
     return classify_warm_up_batch(spec.channels, height, width, size)
 

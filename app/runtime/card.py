@@ -12,12 +12,14 @@ MODEL_FILENAME = "model.pt"
 # The open-set reference embeddings (kNN method), a tensor file inside the archive.
 REFERENCE_FILENAME = "openset_references.pt"
 
-Task = Literal["classify", "detect"]
+Task = Literal["classify", "detect", "segment"]
 Interpolation = Literal["nearest", "bilinear", "bicubic"]
 # What a classifier's forward returns, in order: logits [N, C] alone (a plain tensor), or a
 # tuple that adds the L2-normalised pooled penultimate features [N, D] ("embedding").
 ClassifierOutput = Literal["logits", "embedding"]
 OpenSetMethod = Literal["msp", "energy", "knn"]
+# Masks are 8-bit PNGs of class ids.
+MAX_SEGMENT_CLASSES = 256
 
 
 class _Strict(BaseModel):
@@ -89,6 +91,20 @@ class DetectionSpec(_Strict):
     box_coordinates: Literal["input", "original"] = "input"
 
 
+class SegmentationSpec(_Strict):
+    """Segmenter-only facts the service needs to read the output.
+
+    A segmenter takes a uint8 NCHW batch (the card's square input, the whole image stretched)
+    and returns class logits [N, C, h, w] covering the whole input; h and w may be a stride of
+    it. Serving scales them to each upload's upright size (bilinear) and takes the argmax, so
+    a mask pixel's value is a class id, an index into the card's labels.
+    """
+
+    background_class_id: int = Field(default=0, ge=0)
+    output: Literal["logits"] = "logits"
+    mask_coordinates: Literal["original"] = "original"
+
+
 class OpenSetSpec(_Strict):
     """How `unknown_score` is computed and where "none of my classes" begins.
 
@@ -142,6 +158,7 @@ class ModelCard(_Strict):
     input: InputSpec
     metrics: tuple[Evaluation, ...] = ()
     detection: DetectionSpec | None = None
+    segmentation: SegmentationSpec | None = None
     training: dict[str, Any] | None = None
     outputs: tuple[ClassifierOutput, ...] = ("logits",)
     embedding_dim: int | None = Field(default=None, ge=1)
@@ -151,11 +168,24 @@ class ModelCard(_Strict):
     def _task_fields_agree(self) -> "ModelCard":
         if (self.task == "detect") != (self.detection is not None):
             raise ValueError("`detection` is required for detectors and forbidden otherwise")
+        if (self.task == "segment") != (self.segmentation is not None):
+            raise ValueError("`segmentation` is required for segmenters and forbidden otherwise")
         self._check_outputs()
+        if self.segmentation is not None:
+            self._check_segmenter(self.segmentation)
         fixed_size = self.input.crop_size is not None or self.input.resize_mode == "stretch"
         if self.task == "classify" and not fixed_size:
             raise ValueError("classifiers batch images, so `input` must give a fixed size")
         return self
+
+    def _check_segmenter(self, spec: SegmentationSpec) -> None:
+        # The whole upload must be seen (a mask covers every pixel), in one batchable shape.
+        if self.input.resize_mode != "stretch" or self.input.crop_size is not None:
+            raise ValueError("segmenters take the whole image stretched: resize_mode 'stretch'")
+        if len(self.labels) > MAX_SEGMENT_CLASSES:
+            raise ValueError(f"a mask PNG holds at most {MAX_SEGMENT_CLASSES} class ids")
+        if spec.background_class_id >= len(self.labels):
+            raise ValueError("`background_class_id` must index the labels")
 
     def _check_outputs(self) -> None:
         if self.outputs not in (("logits",), ("logits", "embedding")):

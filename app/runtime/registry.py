@@ -26,8 +26,9 @@ class ServedModel:
     """A loaded model, the batcher that feeds it, and how it was tuned."""
 
     loaded: LoadedModel
-    # Items and outputs depend on the task: ClassifyInput -> ClassifiedImage, or
-    # DetectInput -> list[DetectedObject]; the task's service knows which.
+    # Items and outputs depend on the task: ClassifyInput -> ClassifiedImage,
+    # DetectInput -> list[DetectedObject], or SegmentInput -> SegmentedImage; the task's
+    # service knows which.
     batcher: DynamicBatcher[Any, Any]
     tuning: Tuning
 

@@ -129,7 +129,10 @@ def test_unknown_model(client: TestClient) -> None:
         headers={"content-type": "image/png"},
     )
     error = assert_error(answer, 404, "model_not_found")
-    assert error["details"] == {"model": "nope", "available": ["tiny-boxes", "tiny-colors"]}
+    assert error["details"] == {
+        "model": "nope",
+        "available": ["tiny-boxes", "tiny-colors", "tiny-regions"],
+    }
 
 
 def test_missing_image_field(client: TestClient) -> None:

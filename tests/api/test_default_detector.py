@@ -11,8 +11,8 @@ from app.config import Settings
 from app.main import create_app
 from tests.conftest import ROOT
 from tests.images import encode
-from training.detection import scenes
-from training.detection.scenes import SceneConfig, render_scene
+from training.core import scenes
+from training.core.scenes import SceneConfig, render_scene
 
 pytestmark = pytest.mark.skipif(
     not (scenes.STAMP_ROOT.is_dir() and scenes.BACKGROUND_ROOT.is_dir()),

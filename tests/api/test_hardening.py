@@ -141,7 +141,7 @@ def test_metrics_and_docs_are_open_by_default(keyed: TestClient) -> None:
     assert keyed.get("/docs").status_code == 200
 
 
-@pytest.mark.parametrize("setting", ["default_classifier", "default_detector"])
+@pytest.mark.parametrize("setting", ["default_classifier", "default_detector", "default_segmenter"])
 def test_not_ready_when_a_default_model_is_missing(settings: Settings, setting: str) -> None:
     with TestClient(create_app(settings.model_copy(update={setting: "absent"}))) as client:
         answer = client.get("/readyz")

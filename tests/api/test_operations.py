@@ -17,8 +17,10 @@ def test_models_lists_cards_with_hash_and_device(client: TestClient) -> None:
     assert body["device"].startswith("cpu")
     assert body["default_classifier"] == "tiny-colors"
     assert body["default_detector"] == "tiny-boxes"
+    assert body["default_segmenter"] == "tiny-regions"
     models = {model["card"]["name"]: model for model in body["models"]}
-    assert set(models) == {"tiny-boxes", "tiny-colors"}
+    assert set(models) == {"tiny-boxes", "tiny-colors", "tiny-regions"}
+    assert models["tiny-regions"]["card"]["task"] == "segment"
     model = models["tiny-colors"]
     assert models["tiny-boxes"]["card"]["detection"]["score_threshold"] == 0.5
     assert model["card"]["labels"] == ["red", "green", "blue"]

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.detection import scenes
-from training.detection.scenes import SceneConfig, generate_scenes, render_scene
+from training.core import scenes
+from training.core.scenes import SceneConfig, generate_scenes, render_scene
 
 pytestmark = pytest.mark.skipif(
     not (scenes.STAMP_ROOT.is_dir() and scenes.BACKGROUND_ROOT.is_dir()),

@@ -153,6 +153,6 @@ def test_nothing_to_decide_serves_the_settings_and_writes_nothing(
 def test_a_detector_is_tuned_for_batch_size_only(model_store: Path, tmp_path: Path) -> None:
     _, tuning = tune_model(tiny(model_store, TINY_DETECTOR), policy(tmp_path))
     assert tuning.runtime == "as loaded"
-    assert tuning.runtime_reason == "oneDNN applies to classifiers on CPU only"
+    assert tuning.runtime_reason == "oneDNN applies to classifiers and segmenters on CPU only"
     assert tuning.runtime_trial is None
     assert tuning.batch_trial is not None

@@ -2,7 +2,7 @@
 
 Layout of a data folder: `annotations/instances_<split>.json` (or `annotations/<split>.json`)
 and the images under `<split>/` (or beside the JSON's `file_name` paths from the folder root).
-`builtin:scenes` generates such a folder first (training/detection/scenes.py).
+`builtin:scenes` generates such a folder first (training/core/scenes.py).
 """
 
 import json
@@ -22,7 +22,7 @@ from app.imaging import decode_image
 from app.runtime.card import InputSpec
 from app.runtime.preprocessing import draft_size, preprocess_image
 from training.core.datacheck import TRAINING_LIMITS, DatasetError
-from training.detection.scenes import SceneConfig, generate_scenes
+from training.core.scenes import SceneConfig, generate_scenes
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from app.imaging import decode_image
 from app.runtime.loader import load_model
 from app.runtime.preprocessing import draft_size, preprocess_image
 from training.core.datacheck import TRAINING_LIMITS
-from training.detection.scenes import BACKGROUND_ROOT
+from training.core.scenes import BACKGROUND_ROOT
 
 logger = logging.getLogger(__name__)
 

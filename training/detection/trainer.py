@@ -22,6 +22,7 @@ from training.core.fit import EpochResult, best_weights_on_disk
 from training.core.publish import claim_store_name
 from training.core.recipe import build_scheduler, create_optimizer, seed_epoch
 from training.core.run import FitPlan, fit_run
+from training.core.scenes import SceneConfig
 from training.core.session import (
     open_run_dir,
     parallel,
@@ -44,7 +45,6 @@ from training.detection.models import DetectorConfig, ScriptableDetector, create
 from training.detection.publish import export_detector_run
 from training.detection.report import finish_run
 from training.detection.run import DetectionRun, TrainLoader
-from training.detection.scenes import SceneConfig
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,7 @@
-"""builtin:scenes: real photo cut-outs pasted onto real photos, with exact boxes, as COCO JSON.
+"""builtin:scenes: real photo cut-outs pasted onto real photos, with exact boxes and masks.
+
+Shared data of two tasks, so it lives in the core: detection writes the scenes as COCO JSON
+with boxes (`write_split`), segmentation as class masks (`render_scene_mask`).
 
 The cut-outs are Tux Paint's photo stamps (Debian `tuxpaint-stamps-default`, RGBA) grouped into
 classes by folder; the backgrounds are MATE's nature photos (Debian `mate-backgrounds`). Both are
@@ -137,6 +140,22 @@ def render_scene(
     config: SceneConfig, split: str, index: int
 ) -> tuple[Image.Image, list[PlacedObject]]:
     """Draw one scene; deterministic in (config.seed, split, index)."""
+    canvas, owner, placed = _render(config, split, index)
+    return canvas, _visible_objects(owner, placed)
+
+
+def render_scene_mask(
+    config: SceneConfig, split: str, index: int
+) -> tuple[Image.Image, np.ndarray, list[PlacedObject]]:
+    """The scene of `render_scene` and its class mask: per pixel 0 (background) or a category."""
+    canvas, owner, placed = _render(config, split, index)
+    categories = np.array([0] + [category for category, _, _ in placed], dtype=np.uint8)
+    return canvas, categories[owner], _visible_objects(owner, placed)
+
+
+def _render(
+    config: SceneConfig, split: str, index: int
+) -> tuple[Image.Image, np.ndarray, list[tuple[int, str, int]]]:
     rng = np.random.default_rng([config.seed, SPLITS.index(split), index])
     canvas = _background_crop(rng, config.longer_side)
     owner = np.zeros((canvas.height, canvas.width), dtype=np.int16)  # 0 = background
@@ -145,7 +164,7 @@ def render_scene(
         for _attempt in range(6):
             if _try_paste(rng, config, canvas, owner, placed):
                 break
-    return canvas, _visible_objects(owner, placed)
+    return canvas, owner, placed
 
 
 def _background_crop(rng: np.random.Generator, longer_side: int) -> Image.Image:

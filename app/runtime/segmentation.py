@@ -1,0 +1,84 @@
+"""Batched segmenter calls: one forward pass, then each image's class map at its upload's size.
+
+The model sees every image stretched to the card's square; its logits are scaled back to the
+upright upload's own width and height (bilinear, then argmax per pixel), so a mask pixel lies
+over the image pixel it describes. Training scores models with the same `class_map`.
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from app.runtime.inference import make_device_transfer
+from app.runtime.loader import LoadedModel
+
+# Logits are scaled bilinearly up to this many pixels per image (C floats each); a larger
+# upload's class map is then enlarged with nearest neighbours, at most half a step off.
+MAX_LOGIT_PIXELS = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentInput:
+    """A preprocessed image (uint8 CHW, the card's square) and its upload's upright size."""
+
+    pixels: torch.Tensor
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SegmentedImage:
+    """One image's class ids [height, width] (uint8) and its pixels per class id."""
+
+    class_map: np.ndarray
+    pixels: np.ndarray  # int64 [num_classes]
+
+
+SegmentRunner = Callable[[list[SegmentInput]], list[SegmentedImage]]
+
+
+def class_map(logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The argmax class per pixel of an image `height` x `width` from its logits [C, h, w]."""
+    scale = min(1.0, math.sqrt(MAX_LOGIT_PIXELS / (height * width)))
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    scaled = F.interpolate(logits[None].float(), size=size, mode="bilinear", align_corners=False)
+    classes = scaled[0].argmax(dim=0).to(torch.uint8)
+    if size == (height, width):
+        return classes
+    return F.interpolate(classes[None, None], size=(height, width), mode="nearest-exact")[0, 0]
+
+
+def make_segment_runner(model: LoadedModel) -> SegmentRunner:
+    """A batch function: stack, one forward pass, class maps at each upload's size, counts."""
+    num_classes = len(model.card.labels)
+    to_device = make_device_transfer(model.device)
+
+    def run(items: list[SegmentInput]) -> list[SegmentedImage]:
+        batch = to_device(torch.stack([item.pixels for item in items]))
+        with torch.inference_mode():
+            logits = model.module(batch)
+            if logits.ndim != 4 or logits.shape[:2] != (len(items), num_classes):
+                raise RuntimeError(
+                    f"segmenter {model.card.name!r} returned {tuple(logits.shape)}; "
+                    f"expected ({len(items)}, {num_classes}, h, w)"
+                )
+            maps = [class_map(logits[i], item.height, item.width) for i, item in enumerate(items)]
+        return [_segmented(classes.cpu().numpy(), num_classes) for classes in maps]
+
+    return run
+
+
+def _segmented(classes: np.ndarray, num_classes: int) -> SegmentedImage:
+    return SegmentedImage(
+        class_map=classes, pixels=np.bincount(classes.ravel(), minlength=num_classes)
+    )
+
+
+def segment_warm_up_batch(channels: int, side: int, size: int) -> list[SegmentInput]:
+    """`size` blank images of the segmenter's square input."""
+    pixels = torch.zeros((channels, side, side), dtype=torch.uint8)
+    return [SegmentInput(pixels, side, side)] * size
