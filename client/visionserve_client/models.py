@@ -173,6 +173,16 @@ class OpenSetSpec(BaseModel):
     ]
 
 
+class PngMask(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    data: Annotated[
+        str, Field(description="base64 of a single-channel (palette) PNG", title="Data")
+    ]
+    format: Annotated[Literal["png"], Field(title="Format")] = "png"
+
+
 class Prediction(BaseModel):
     model_config = ConfigDict(
         extra="ignore",
@@ -188,6 +198,68 @@ class RefusedModelDescription(BaseModel):
     )
     folder: Annotated[str, Field(title="Folder")]
     reason: Annotated[str, Field(title="Reason")]
+
+
+class RleClassMaskPublic(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    class_id: Annotated[int, Field(title="Class Id")]
+    counts: Annotated[str, Field(title="Counts")]
+    size: Annotated[
+        tuple[int, int],
+        Field(description="[height, width], as COCO orders it", title="Size"),
+    ]
+
+
+class RleMask(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    classes: Annotated[list[RleClassMaskPublic], Field(title="Classes")]
+    format: Annotated[Literal["rle"], Field(title="Format")] = "rle"
+
+
+class SegmentClass(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    class_id: Annotated[int, Field(title="Class Id")]
+    fraction: Annotated[float, Field(description="pixels / (width x height)", title="Fraction")]
+    label: Annotated[str, Field(title="Label")]
+    pixels: Annotated[int, Field(title="Pixels")]
+
+
+class SegmentationResult(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    classes: Annotated[
+        list[SegmentClass] | None,
+        Field(
+            description="classes present, most pixels first; pixels add up to w x h",
+            title="Classes",
+        ),
+    ] = None
+    error: ErrorBody | None = None
+    filename: Annotated[str | None, Field(title="Filename")]
+    height: Annotated[int | None, Field(title="Height")] = None
+    image_sha256: Annotated[
+        str | None,
+        Field(description="sha256 of the uploaded bytes", title="Image Sha256"),
+    ] = None
+    index: Annotated[int, Field(title="Index")]
+    mask: Annotated[PngMask | RleMask | None, Field(title="Mask")] = None
+    width: Annotated[int | None, Field(title="Width")] = None
+
+
+class SegmentationSpec(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    background_class_id: Annotated[int | None, Field(ge=0, title="Background Class Id")] = 0
+    mask_coordinates: Annotated[Literal["original"], Field(title="Mask Coordinates")] = "original"
+    output: Annotated[Literal["logits"], Field(title="Output")] = "logits"
 
 
 class SignatureDescription(BaseModel):
@@ -334,7 +406,8 @@ class ModelCard(BaseModel):
     outputs: Annotated[list[Literal["logits", "embedding"]] | None, Field(title="Outputs")] = [
         "logits"
     ]
-    task: Annotated[Literal["classify", "detect"], Field(title="Task")]
+    segmentation: SegmentationSpec | None = None
+    task: Annotated[Literal["classify", "detect", "segment"], Field(title="Task")]
     training: Annotated[dict[str, Any] | None, Field(title="Training")] = None
     version: Annotated[str, Field(min_length=1, title="Version")]
 
@@ -369,6 +442,7 @@ class ModelsResponse(BaseModel):
     )
     default_classifier: Annotated[str, Field(title="Default Classifier")]
     default_detector: Annotated[str, Field(title="Default Detector")]
+    default_segmenter: Annotated[str, Field(title="Default Segmenter")]
     device: Annotated[str, Field(title="Device")]
     models: Annotated[list[ModelDescription], Field(title="Models")]
     refused: Annotated[list[RefusedModelDescription], Field(title="Refused")]
@@ -379,6 +453,15 @@ class ModelsResponse(BaseModel):
             title="Signatures Checked",
         ),
     ]
+
+
+class SegmentResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    format: Annotated[Literal["png", "rle"], Field(title="Format")]
+    model: ModelRef
+    results: Annotated[list[SegmentationResult], Field(title="Results")]
 
 
 class DetectResponse(BaseModel):

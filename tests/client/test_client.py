@@ -130,10 +130,7 @@ def test_api_keys(settings: Settings, photos: list[Path]) -> None:
             anonymous.models()
         assert raised.value.code == "unauthorized"
         with Client(served.url, api_key="k1") as client:
-            assert {model.card.name for model in client.models().models} == {
-                "tiny-colors",
-                "tiny-boxes",
-            }
+            assert {"tiny-colors", "tiny-boxes"} <= {m.card.name for m in client.models().models}
             assert client.ready()
 
 
