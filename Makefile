@@ -96,9 +96,5 @@ docker:
 compose-test: $(STAMP)
 	$(PY) -m scripts.compose_test
 
-compose-# The client's pydantic models, from the service's OpenAPI schema (a test checks they are current).
-client-models: $(STAMP)
-	$(PY) -m scripts.client_models
-
-bench: $(STAMP)
+compose-bench: $(STAMP)
 	$(PY) -m scripts.compose_bench
