@@ -12,8 +12,8 @@ from tritonclient.utils import InferenceServerException
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import TINY_DETECTOR, TINY_MODEL
-from tests.images import GREEN, RED, encode, solid
+from tests.conftest import ROOT, TINY_DETECTOR, TINY_MODEL
+from tests.images import GREEN, RED, encode, photo, solid
 from tests.server.conftest import LiveServer, run_live_server
 
 RED_SQUARE_BOX = (10, 20, 40, 45)
@@ -215,3 +215,16 @@ def test_a_full_queue_is_503_with_retry_after(settings: Settings) -> None:
     assert answer.status_code == 503
     assert "retry-after" in answer.headers
     assert answer.json()["error"].startswith("overloaded: ")
+
+
+def test_tritonclient_classifies_a_photo_with_the_shipped_model() -> None:
+    """The issue's check: a real photo, the default ImageNet model, Triton's client."""
+    settings = Settings(model_dir=ROOT / "models", max_batch_wait_ms=1, autotune_batch_size=False)
+    coffee = encode(photo("coffee"), "JPEG", quality=90)
+    for server in run_live_server(settings):
+        result = connect(server).infer(
+            "imagenet-mobilenet-v2", [image_input(coffee)], parameters={"top_k": 3}
+        )
+        assert result.as_numpy("LABEL")[0][0] == b"espresso"
+        assert result.as_numpy("SCORE")[0][0] > 0.8
+        assert (result.as_numpy("WIDTH")[0], result.as_numpy("HEIGHT")[0]) == (600, 400)
