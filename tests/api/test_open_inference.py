@@ -228,3 +228,17 @@ def test_tritonclient_classifies_a_photo_with_the_shipped_model() -> None:
         assert result.as_numpy("LABEL")[0][0] == b"espresso"
         assert result.as_numpy("SCORE")[0][0] > 0.8
         assert (result.as_numpy("WIDTH")[0], result.as_numpy("HEIGHT")[0]) == (600, 400)
+
+
+def test_body_guard_refusals_take_the_protocol_shape_too(
+    client: TestClient, settings: Settings
+) -> None:
+    """Refused on Content-Length by the middleware, before any route runs."""
+    body = b"x" * (settings.max_request_bytes + 1)
+    answer = client.post(
+        f"/v2/models/{TINY_MODEL}/infer",
+        content=body,
+        headers={"content-type": "application/octet-stream"},
+    )
+    assert answer.status_code == 413
+    assert answer.json()["error"].startswith("payload_too_large: ")
