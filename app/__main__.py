@@ -1,4 +1,4 @@
-"""`python -m app`: serve with the VISION_* settings; `python -m app tune`: tune again."""
+"""`python -m app`: serve with the VISION_* settings; `tune`: tune again; `openapi`: the spec."""
 
 import argparse
 import logging
@@ -7,6 +7,7 @@ import sys
 from app.config import Settings
 from app.main import load_registry, plan_runtime
 from app.observability import configure_logging
+from app.openapi import openapi_document
 from app.server.runner import serve
 
 logger = logging.getLogger(__name__)
@@ -18,12 +19,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "command",
         nargs="?",
-        choices=["serve", "tune"],
+        choices=["serve", "tune", "openapi"],
         default="serve",
-        help="tune: measure every model in the store again and write its tuning profile",
+        help="tune: measure every model in the store again and write its tuning profile; "
+        "openapi: print the OpenAPI document (make openapi writes docs/openapi.json)",
     )
     command = parser.parse_args(argv).command
     settings = Settings()
+    if command == "openapi":
+        sys.stdout.write(openapi_document(settings))
+        return
     configure_logging(settings.log_format, settings.log_level)
     sys.exit(tune(settings) if command == "tune" else serve(settings))
 

@@ -14,10 +14,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from app.api import classify, detect, docs, health, models, segment
+from app.api import classify, detect, docs, health, models, open_inference, segment
 from app.api.deps import reject_unknown_query, require_api_key
 from app.api.middleware import BodyGuardMiddleware, BodyLimits, RequestContextMiddleware
-from app.api.responses import render_error
+from app.api.responses import is_protocol_path, render_error
 from app.api.state import LIFECYCLE_KEY, AppState, Lifecycle
 from app.config import Settings
 from app.errors import InternalError, ModelLoadError, ServiceError, ValidationFailed
@@ -67,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in (classify.router, detect.router, segment.router, models.router, health.router):
         app.include_router(router)
+    app.include_router(open_inference.router)  # /v2: KServe and Triton clients
+    app.include_router(open_inference.models_router)
     protected = [Depends(require_api_key)] if settings.protect_docs_and_metrics else []
     app.include_router(health.metrics_router, dependencies=protected)
     app.include_router(docs.router, dependencies=protected)
@@ -187,7 +189,7 @@ def _trusted_keys(settings: Settings) -> dict[str, TrustedKey]:
 
 
 async def _service_error_handler(request: Request, error: ServiceError) -> JSONResponse:
-    return render_error(error)
+    return render_error(error, request.url.path)
 
 
 async def _validation_handler(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -195,21 +197,20 @@ async def _validation_handler(request: Request, error: RequestValidationError) -
         {"location": list(item["loc"]), "message": item["msg"], "type": item["type"]}
         for item in error.errors()
     ]
-    return render_error(ValidationFailed("The request parameters are invalid.", errors=errors))
+    failed = ValidationFailed("The request parameters are invalid.", errors=errors)
+    return render_error(failed, request.url.path)
 
 
 async def _http_error_handler(request: Request, error: HTTPException) -> JSONResponse:
-    body = {
-        "code": _HTTP_CODES.get(error.status_code, "invalid_request"),
-        "message": str(error.detail),
-        "details": {},
-    }
+    code = _HTTP_CODES.get(error.status_code, "invalid_request")
+    body: object = {"code": code, "message": str(error.detail), "details": {}}
+    if is_protocol_path(request.url.path):
+        body = f"{code}: {error.detail}"
     return JSONResponse({"error": body}, status_code=error.status_code, headers=error.headers)
 
 
 async def _internal_error_handler(request: Request, error: Exception) -> JSONResponse:
     request_id = request.scope.get("state", {}).get("request_id", "unknown")
     logger.error("internal error in request %s", request_id, exc_info=error)
-    return render_error(
-        InternalError("Internal error; quote the request id.", request_id=request_id)
-    )
+    internal = InternalError("Internal error; quote the request id.", request_id=request_id)
+    return render_error(internal, request.url.path)

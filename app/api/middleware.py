@@ -160,7 +160,7 @@ class BodyGuardMiddleware:
         body = _GuardedBody(scope, receive, send, self.limits, self.budget)
         refusal = body.early_refusal()
         if refusal is not None:
-            await render_error(refusal)(scope, body.receive, body.send)
+            await render_error(refusal, scope["path"])(scope, body.receive, body.send)
             return
         try:
             await self.app(scope, body.receive, body.send)

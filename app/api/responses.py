@@ -27,10 +27,23 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def render_error(error: ServiceError) -> JSONResponse:
-    """`{"error": {code, message, details}}` with the error's status and headers."""
+def render_error(error: ServiceError, path: str = "") -> JSONResponse:
+    """`{"error": {code, message, details}}` with the error's status and headers.
+
+    Under /v2 the Open Inference Protocol's shape instead, `{"error": "code: message"}`, the
+    string that KServe and Triton clients read.
+    """
+    if is_protocol_path(path):
+        body: object = f"{error.code}: {error.message}"
+    else:
+        body = jsonable_encoder(error.to_body())
     return JSONResponse(
-        {"error": jsonable_encoder(error.to_body())},
+        {"error": body},
         status_code=error.status_code,
         headers=error.headers or None,
     )
+
+
+def is_protocol_path(path: str) -> bool:
+    """Whether `path` is one of the Open Inference Protocol's (/v2 and below)."""
+    return path == "/v2" or path.startswith("/v2/")

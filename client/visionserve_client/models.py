@@ -108,6 +108,13 @@ class CropSize(RootModel[int]):
     root: Annotated[int, Field(ge=1, title="Crop Size")]
 
 
+class LiveResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    live: Annotated[bool, Field(title="Live")]
+
+
 class EmbeddingDim(RootModel[int]):
     root: Annotated[int, Field(ge=1, title="Embedding Dim")]
 
@@ -192,6 +199,13 @@ class Prediction(BaseModel):
     score: Annotated[float, Field(title="Score")]
 
 
+class ReadyResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    ready: Annotated[bool, Field(title="Ready")]
+
+
 class RefusedModelDescription(BaseModel):
     model_config = ConfigDict(
         extra="ignore",
@@ -262,6 +276,15 @@ class SegmentationSpec(BaseModel):
     output: Annotated[Literal["logits"], Field(title="Output")] = "logits"
 
 
+class ServerMetadataResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    extensions: Annotated[list[str], Field(title="Extensions")]
+    name: Annotated[str, Field(title="Name")]
+    version: Annotated[str, Field(title="Version")]
+
+
 class SignatureDescription(BaseModel):
     model_config = ConfigDict(
         extra="ignore",
@@ -280,6 +303,15 @@ class SignatureDescription(BaseModel):
     ]
 
 
+class TensorMetadata(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    datatype: Annotated[str, Field(title="Datatype")]
+    name: Annotated[str, Field(title="Name")]
+    shape: Annotated[list[int], Field(title="Shape")]
+
+
 class Tuning(BaseModel):
     model_config = ConfigDict(
         extra="ignore",
@@ -291,6 +323,17 @@ class Tuning(BaseModel):
     runtime_reason: Annotated[str, Field(title="Runtime Reason")]
     runtime_trial: Comparison | None = None
     source: Annotated[Literal["measured", "profile", "settings"], Field(title="Source")]
+
+
+class ValidationError(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    ctx: Annotated[dict[str, Any] | None, Field(title="Context")] = None
+    input: Annotated[Any | None, Field(title="Input")] = None
+    loc: Annotated[list[str | int], Field(title="Location")]
+    msg: Annotated[str, Field(title="Message")]
+    type: Annotated[str, Field(title="Error Type")]
 
 
 class CalibrationSpec(BaseModel):
@@ -369,6 +412,13 @@ class DetectionResult(BaseModel):
     width: Annotated[int | None, Field(title="Width")] = None
 
 
+class HTTPValidationError(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    detail: Annotated[list[ValidationError] | None, Field(title="Detail")] = None
+
+
 class InputSpec(BaseModel):
     model_config = ConfigDict(
         extra="ignore",
@@ -434,6 +484,17 @@ class ModelDescription(BaseModel):
             description="the runtime and batch size chosen at start-up, and the measurements behind"
         ),
     ]
+
+
+class ModelMetadataResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    inputs: Annotated[list[TensorMetadata], Field(title="Inputs")]
+    name: Annotated[str, Field(title="Name")]
+    outputs: Annotated[list[TensorMetadata], Field(title="Outputs")]
+    platform: Annotated[str, Field(title="Platform")]
+    versions: Annotated[list[str], Field(title="Versions")]
 
 
 class ModelsResponse(BaseModel):
