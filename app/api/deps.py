@@ -13,6 +13,7 @@ from app.api.uploads import read_uploads
 from app.config import Settings
 from app.errors import NotReady, Unauthorized, ValidationFailed
 from app.runtime.registry import ModelRegistry, ServedModel
+from app.services.galleries import GalleryServices
 from app.services.uploads import Upload
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from VISION_API_KEYS.")
@@ -115,6 +116,13 @@ async def get_uploads(request: Request, settings: SettingsDep) -> list[Upload]:
     return await read_uploads(request, settings)
 
 
+async def get_galleries(state: StateDep) -> GalleryServices:
+    """The gallery store and indexes (opened in the lifespan)."""
+    assert state.galleries is not None  # the lifespan opens the store before serving
+    return state.galleries
+
+
 ClassifierDep = Annotated[ServedModel, Depends(get_classifier)]
+GalleriesDep = Annotated[GalleryServices, Depends(get_galleries)]
 DetectorDep = Annotated[ServedModel, Depends(get_detector)]
 UploadsDep = Annotated[list[Upload], Depends(get_uploads)]

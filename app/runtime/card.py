@@ -128,6 +128,24 @@ class CalibrationSpec(_Strict):
     open_set: OpenSetSpec
 
 
+class SimilaritySpec(_Strict):
+    """Where a reference-gallery match begins for this model's embedding, chosen on held-out data.
+
+    A query is `match` when its best cosine similarity to a gallery reference is at or above
+    `threshold`. Measured with `references` photos per product in the gallery: `top1` of held-out
+    photos of gallery products, `match_rate` of those answered match, and `unknown_rate` of
+    photos of products not in the gallery answered unknown.
+    """
+
+    threshold: float = Field(ge=-1.0, le=1.0)
+    data: str
+    references: int = Field(ge=1)
+    top1: float
+    match_rate: float
+    unknown_rate: float
+    note: str = ""
+
+
 class ModelCard(_Strict):
     """Self-description embedded in model.pt and written beside it as card.json."""
 
@@ -146,6 +164,7 @@ class ModelCard(_Strict):
     outputs: tuple[ClassifierOutput, ...] = ("logits",)
     embedding_dim: int | None = Field(default=None, ge=1)
     calibration: CalibrationSpec | None = None
+    similarity: SimilaritySpec | None = None
 
     @model_validator(mode="after")
     def _task_fields_agree(self) -> "ModelCard":
@@ -164,6 +183,8 @@ class ModelCard(_Strict):
             raise ValueError("`outputs` and `calibration` describe classifiers only")
         if self.embeds != (self.embedding_dim is not None):
             raise ValueError("`embedding_dim` is given exactly when `outputs` has 'embedding'")
+        if self.similarity is not None and not self.embeds:
+            raise ValueError("`similarity` needs the embedding output")
         open_set = self.calibration.open_set if self.calibration else None
         if open_set and open_set.method == "knn" and not (self.embeds and open_set.references):
             raise ValueError("the knn open-set method needs the embedding output and references")

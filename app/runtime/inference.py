@@ -1,6 +1,6 @@
 """Batched classifier calls: the functions the batcher's worker threads run."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,13 +10,19 @@ from app.runtime.card import ModelCard
 from app.runtime.loader import LoadedModel
 from app.runtime.openset import OpenSetScorer, calibrated_probabilities, scorer_for
 
+# Called in the worker thread with the embeddings [n, D] of the batch's items that share it;
+# returns one result per row (a gallery search: every concurrent match is one matrix product).
+EmbeddingSearch = Callable[[torch.Tensor], Sequence[Any]]
+
 
 @dataclass(frozen=True, slots=True)
 class ClassifyInput:
-    """One preprocessed image (CHW uint8) and how many classes the caller wants back."""
+    """One preprocessed image (CHW uint8), how many classes the caller wants back, and an
+    optional search to run on its embedding."""
 
     pixels: torch.Tensor
     top_k: int
+    search: EmbeddingSearch | None = None
 
 
 RankedClasses = list[tuple[int, float]]
@@ -28,6 +34,7 @@ class ClassifiedImage:
 
     ranking: RankedClasses
     unknown_score: float | None  # None for a model without calibration
+    found: Any = None  # what the item's search returned for it
 
 
 def split_outputs(
@@ -64,11 +71,13 @@ def make_classify_runner(
             k = min(max(item.top_k for item in items), num_labels)
             scores, class_ids = calibrated_probabilities(logits, temperature).topk(k, dim=1)
             unknown = _unknown_scores(scorer, logits, embeddings)
+            found = _run_searches(items, embeddings)
         score_rows, id_rows = scores.cpu().tolist(), class_ids.cpu().tolist()
         return [
             ClassifiedImage(
                 ranking=list(zip(ids[: item.top_k], row[: item.top_k], strict=True)),
                 unknown_score=None if unknown is None else unknown[index],
+                found=found.get(index),
             )
             for index, (item, ids, row) in enumerate(zip(items, id_rows, score_rows, strict=True))
         ]
@@ -83,6 +92,25 @@ def _unknown_scores(
         return None
     scores: list[float] = scorer(logits, embeddings).cpu().tolist()
     return scores
+
+
+def _run_searches(items: list[ClassifyInput], embeddings: torch.Tensor | None) -> dict[int, Any]:
+    """Each search once, over the rows of the items that asked for it."""
+    groups: dict[int, list[int]] = {}
+    for index, item in enumerate(items):
+        if item.search is not None:
+            groups.setdefault(id(item.search), []).append(index)
+    if groups and embeddings is None:
+        raise RuntimeError("a search was asked of a model without an embedding output")
+    found: dict[int, Any] = {}
+    for rows in groups.values():
+        search = items[rows[0]].search
+        assert search is not None and embeddings is not None  # grouped above
+        results = search(embeddings[rows])
+        if len(results) != len(rows):
+            raise RuntimeError(f"a search returned {len(results)} results for {len(rows)} rows")
+        found.update(zip(rows, results, strict=True))
+    return found
 
 
 def make_device_transfer(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -5,10 +5,12 @@ import hashlib
 import logging
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
 from app.errors import InternalError, ServiceError
+from app.galleries.phash import perceptual_hash
 from app.imaging import ImageLimits, decode_image
 from app.runtime.card import InputSpec
 from app.runtime.preprocessing import draft_size, preprocess_image
@@ -33,6 +35,7 @@ class PreparedImage:
     width: int
     height: int
     sha256: str
+    phash: int | None = None  # the perceptual hash, when the caller asked for one
 
 
 class ImagePreparer:
@@ -43,13 +46,12 @@ class ImagePreparer:
         self._executor = executor
 
     async def prepare_all(
-        self, uploads: list[Upload], spec: InputSpec
+        self, uploads: list[Upload], spec: InputSpec, *, fingerprint: bool = False
     ) -> list[PreparedImage | ServiceError]:
         """One entry per upload, in order: the tensor, or why that upload cannot be used."""
         loop = asyncio.get_running_loop()
-        jobs = [
-            loop.run_in_executor(self._executor, self.prepare, upload, spec) for upload in uploads
-        ]
+        prepare = partial(self.prepare, spec=spec, fingerprint=fingerprint)
+        jobs = [loop.run_in_executor(self._executor, prepare, upload) for upload in uploads]
         return list(await asyncio.gather(*jobs))
 
     async def digest_all(self, uploads: list[Upload]) -> list[str]:
@@ -58,20 +60,27 @@ class ImagePreparer:
         jobs = [loop.run_in_executor(self._executor, upload_sha256, upload) for upload in uploads]
         return list(await asyncio.gather(*jobs))
 
-    def prepare(self, upload: Upload, spec: InputSpec) -> PreparedImage | ServiceError:
-        """Decode and preprocess one upload (runs in a worker thread)."""
+    def prepare(
+        self, upload: Upload, spec: InputSpec, fingerprint: bool = False
+    ) -> PreparedImage | ServiceError:
+        """Decode and preprocess one upload (runs in a worker thread); hash it if `fingerprint`."""
         if upload.error is not None:
             return upload.error
         try:
             decoded = decode_image(upload.data, self.limits, draft_size(spec))
             pixels = preprocess_image(decoded.image, spec)
+            phash = perceptual_hash(decoded.image) if fingerprint else None
         except ServiceError as error:
             return error
         except Exception:  # one odd file must not fail its neighbours
             logger.exception("unexpected failure preparing %r", upload.filename)
             return InternalError("This image could not be processed.", filename=upload.filename)
         return PreparedImage(
-            pixels=pixels, width=decoded.width, height=decoded.height, sha256=upload_sha256(upload)
+            pixels=pixels,
+            width=decoded.width,
+            height=decoded.height,
+            sha256=upload_sha256(upload),
+            phash=phash,
         )
 
 

@@ -1,0 +1,26 @@
+"""Perceptual hashes: near-duplicate photos (re-encoded, resized, slightly cropped) hash close.
+
+imagehash's DCT hash of 64 bits: the sign of the 8x8 lowest frequencies of a 32x32 grey copy.
+Two photos are near-duplicates within VISION_GALLERY_DUPLICATE_DISTANCE differing bits (the
+README gives the distance and the rates it was measured at).
+"""
+
+import imagehash
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+HASH_BITS = 64
+
+
+def perceptual_hash(image: Image.Image) -> int:
+    """The 64-bit DCT hash of an image, as an unsigned integer."""
+    return int(str(imagehash.phash(image)), 16)
+
+
+def hamming_distances(phash: int, stored: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+    """Differing bits between `phash` and each stored hash."""
+    differing = np.bitwise_xor(stored, np.uint64(phash))
+    bits = np.unpackbits(differing.view(np.uint8).reshape(-1, 8), axis=1)
+    counts: npt.NDArray[np.int64] = bits.sum(axis=1, dtype=np.int64)
+    return counts
