@@ -174,8 +174,7 @@ class SqlGalleryStore(ABC):
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 ),
                 [
-                    (name, product_id, ref_id, _to_blob(ref), _signed(ref.phash))
-                    + (ref.image_sha256, ref.filename, now)
+                    (name, product_id, ref_id, _to_blob(ref), _signed(ref.phash), *_facts(ref), now)
                     for ref_id, ref in zip(ids, references, strict=True)
                 ],
             )
@@ -313,6 +312,10 @@ def _now() -> str:
 
 def _to_blob(reference: NewReference) -> bytes:
     return np.ascontiguousarray(reference.embedding, dtype="<f4").tobytes()
+
+
+def _facts(reference: NewReference) -> tuple[str, str | None]:
+    return reference.image_sha256, reference.filename
 
 
 def _signed(phash: int) -> int:

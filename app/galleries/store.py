@@ -2,15 +2,13 @@
 
 from pathlib import Path
 
+from app.galleries.postgres import PostgresGalleryStore
 from app.galleries.sql import SqlGalleryStore
+from app.galleries.sqlite import SqliteGalleryStore
 
 
 def open_store(directory: Path, url: str | None) -> SqlGalleryStore:
     """The shared PostgreSQL store at `url`, or the embedded one under `directory`."""
     if url:
-        from app.galleries.postgres import PostgresGalleryStore  # psycopg only when asked for
-
         return PostgresGalleryStore(url)
-    from app.galleries.sqlite import SqliteGalleryStore
-
     return SqliteGalleryStore(directory)
