@@ -1,4 +1,4 @@
-"""Response and error schemas: the HTTP contract of DESIGN.md, shared by api and services."""
+"""Response and error schemas: the HTTP contract (README "The API"), shared by api and services."""
 
 from datetime import datetime
 from typing import Any, Literal

@@ -18,8 +18,8 @@ from skimage import data
 
 from app.config import Settings
 from app.main import create_app
-from training.data import fashion_mnist_images
-from training.unknowns import load_unknown
+from training.classification.data import fashion_mnist_images
+from training.classification.unknowns import load_unknown
 
 PHOTOS = (("cat (chelsea)", "chelsea"), ("coffee", "coffee"))
 

@@ -11,9 +11,8 @@ from torch import nn
 from app.config import Settings
 from app.main import create_app
 from app.runtime.card import DetectionSpec, InputSpec, ModelCard, Normalization
-from training.export import export_model
-from training.models import framework_versions
-from training.modules import NormalizedClassifier
+from training.classification.modules import NormalizedClassifier
+from training.core.export import export_model, framework_versions
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_MODEL = "tiny-colors"

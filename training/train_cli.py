@@ -1,59 +1,31 @@
 """`python -m training train`: one parser per task, so every flag either works or is refused.
 
-The task comes from `--resume` (the checkpoint's), a detector `--arch`, or COCO `--data`
-(detection), else classification. Each task registers its config class, its own options and
-its train function in TASKS; adding a task is one entry here and one package.
+The task comes from `--resume` (the checkpoint's), else from `--arch` and `--data`
+(`training.tasks.task_for`). Each task brings its config class, its own options and its train
+function (`training.core.task.Task`); adding a task is one package and one entry in
+`training/tasks.py`.
 """
 
 import argparse
 import logging
 import os
 import shlex
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch.distributed
 
-from training.checkpoint import Checkpoint, load_checkpoint
-from training.config import ConfigError, RunConfig, TrainConfig
-from training.detection.cli import add_detection_options
-from training.detection.config import DetectionTrainConfig
-from training.detection.data import is_coco_source
-from training.detection.models import DETECTOR_ARCHS
-from training.detection.trainer import train_detector
-from training.models import model_names
-from training.trainer import train
+from training.core.checkpoint import load_checkpoint
+from training.core.config import ConfigError
+from training.core.task import Task
+from training.tasks import TASKS, task_for, task_of_checkpoint
 
 logger = logging.getLogger(__name__)
-
-Trainer = Callable[[Any, str, Checkpoint | None, Path | None], object]
-
-# Options a resumed run may change; everything else comes from the checkpoint.
-RESUME_OPTIONS = frozenset(
-    {"epochs", "patience", "workers", "device", "threads", "progress", "export", "overwrite"}
-)
-# Calibration happens after export, so a resumed classifier may choose it anew.
-CALIBRATION_OPTIONS = frozenset({"calibrate", "target_tpr", "match_precision", "unknown"})
-
-
-@dataclass(frozen=True, kw_only=True)
-class Task:
-    """How one task is trained from the command line."""
-
-    name: str  # the card's task: classify, detect
-    title: str  # in messages: classification, detection
-    config: type[RunConfig]
-    defaults: RunConfig  # the config with only --data unset, for help texts
-    add_options: Callable[[argparse.ArgumentParser, Any], None]
-    train: Trainer
-    resume_options: frozenset[str] = RESUME_OPTIONS
 
 
 def train_command(arguments: list[str]) -> int:
     """Parse `train`'s arguments (without the word `train`) for their task and run it."""
-    task = TASKS[_task_name(arguments)]
+    task = _task(arguments)
     given = _parse(task, arguments)
     command = _launcher() + " train " + shlex.join(arguments)
     resume = given.pop("resume", None)
@@ -83,27 +55,21 @@ def train_parser(task_name: str = "classify") -> argparse.ArgumentParser:
         argument_default=argparse.SUPPRESS,
         allow_abbrev=False,
         description=f"Train a {task.title} model and export it to the model store.",
-        epilog="Detection options show with `train --arch fasterrcnn_mobilenet_v2 --help`.",
+        epilog=_other_tasks(task),
     )
-    _add_run_options(parser, task.defaults)
+    _add_run_options(parser, task)
     task.add_options(parser, task.defaults)
     return parser
 
 
-def _task_name(arguments: list[str]) -> str:
+def _task(arguments: list[str]) -> Task:
     probe = argparse.ArgumentParser(add_help=False)
     for flag in ("--data", "--arch", "--resume"):
         probe.add_argument(flag)
     known, _ = probe.parse_known_args(arguments)
     if known.resume is not None:
-        return (
-            "detect"
-            if load_checkpoint(Path(known.resume)).extra.get("task") == "detect"
-            else "classify"
-        )
-    if known.arch in DETECTOR_ARCHS or (known.data and is_coco_source(known.data)):
-        return "detect"
-    return "classify"
+        return task_of_checkpoint(load_checkpoint(Path(known.resume)))
+    return task_for(known.arch, known.data)
 
 
 def _parse(task: Task, arguments: list[str]) -> dict[str, Any]:
@@ -133,13 +99,13 @@ def _flag(name: str) -> str:
     return negative.get(name, "--" + name.replace("_", "-"))
 
 
-def _add_run_options(parser: argparse.ArgumentParser, defaults: RunConfig) -> None:
+def _add_run_options(parser: argparse.ArgumentParser, task: Task) -> None:
     """Options of every task (RunConfig); help shows the task's own defaults."""
 
     def add(flag: str, **options: Any) -> None:
         name = flag.removeprefix("--").replace("-", "_")
-        default = getattr(defaults, name, None)
-        if defaults.scales_recipe and name in ("batch_size", "lr"):
+        default = getattr(task.defaults, name, None)
+        if task.defaults.scales_recipe and name in ("batch_size", "lr"):
             default = "scaled to the data"
         if default is not None and "action" not in options:
             options["help"] = f"{options.get('help', '')} (default {default})".lstrip()
@@ -147,7 +113,7 @@ def _add_run_options(parser: argparse.ArgumentParser, defaults: RunConfig) -> No
 
     add("--data", help="image folder, COCO folder or builtin:NAME")
     add("--resume", type=Path, help="a run's last.pt; continue it (--epochs may grow)")
-    add("--arch", help=f"one of: {', '.join(model_names()[:8])}, ..., {', '.join(DETECTOR_ARCHS)}")
+    add("--arch", help=f"one of: {', '.join(task.archs)}, ...")
     add("--weights", help="imagenet | ENUM_MEMBER | PATH | none")
     add("--name", help="model name in the store (default: from --data)")
     add("--model-version", help="the card's version")
@@ -173,25 +139,13 @@ def _add_run_options(parser: argparse.ArgumentParser, defaults: RunConfig) -> No
     add("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
-def _add_classification_options(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
-    group = parser.add_argument_group("classification (an ImageFolder or builtin:fashion-mnist)")
-    add = group.add_argument
-    add("--image-size", type=int, help="input side (default: the data's or the weights')")
-    add("--color-mode", choices=["auto", "RGB", "L"], help=f"(default {defaults.color_mode})")
-    add("--val-fraction", type=float, help=f"(default {defaults.val_fraction})")
-    add("--test-fraction", type=float, help=f"(default {defaults.test_fraction})")
-    add("--max-per-class", type=int, help="train on a stratified subset (smoke tests)")
-    add("--label-smoothing", type=float, help=f"(default {defaults.label_smoothing})")
-    add("--balance", choices=["none", "weights", "sampler"], help="(default none)")
-    add("--augment", choices=["auto", "none", "small", "standard"], help="(default auto)")
-    add("--random-erasing", type=float, help="probability (default 0)")
-    add("--freeze-backbone-epochs", type=int, help="train the head only at first (default 0)")
-    add("--channels-last", choices=["auto", "on", "off"], help="(default auto = on CUDA)")
-    add("--deterministic", action="store_true", help="deterministic kernels (slower)")
-    add("--no-calibrate", dest="calibrate", action="store_false", help="export without decisions")
-    add("--target-tpr", type=float, help=f"calibration: known kept ({defaults.target_tpr})")
-    add("--match-precision", type=float, help=f"(default {defaults.match_precision})")
-    add("--unknown", help="calibration: images of none of the classes (DIR or builtin:NAME)")
+def _other_tasks(task: Task) -> str:
+    """How to see another task's options (the task follows from --arch)."""
+    others = [other for other in TASKS.values() if other is not task]
+    return " ".join(
+        f"{other.title.capitalize()} options show with `train --arch {other.archs[0]} --help`."
+        for other in others
+    )
 
 
 def _launcher() -> str:
@@ -201,24 +155,3 @@ def _launcher() -> str:
     # torchrun's contract: LOCAL_WORLD_SIZE is --nproc_per_node.
     processes = os.environ.get("LOCAL_WORLD_SIZE", "?")
     return f"torchrun --nproc_per_node={processes} -m training"
-
-
-TASKS: dict[str, Task] = {
-    "classify": Task(
-        name="classify",
-        title="classification",
-        config=TrainConfig,
-        defaults=TrainConfig(data=""),
-        add_options=_add_classification_options,
-        train=train,
-        resume_options=RESUME_OPTIONS | CALIBRATION_OPTIONS,
-    ),
-    "detect": Task(
-        name="detect",
-        title="detection",
-        config=DetectionTrainConfig,
-        defaults=DetectionTrainConfig(data=""),
-        add_options=add_detection_options,
-        train=train_detector,
-    ),
-}

@@ -90,7 +90,7 @@ def _load_archive(
     extra_files = {CARD_FILENAME: "", REFERENCE_FILENAME: ""}
     try:
         with warnings.catch_warnings():
-            # TorchScript is the artifact format DESIGN.md chose; its deprecation notice is known.
+            # TorchScript is our format (docs/architecture.md); its deprecation notice is known.
             warnings.simplefilter("ignore", FutureWarning)
             module = torch.jit.load(  # type: ignore[no-untyped-call]
                 io.BytesIO(archive), map_location=device, _extra_files=extra_files

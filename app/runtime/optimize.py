@@ -96,7 +96,7 @@ def optimized_model(loaded: LoadedModel) -> LoadedModel | str:
     probe = _probe_batch(loaded)
     try:
         with warnings.catch_warnings():
-            # TorchScript is the artifact format DESIGN.md chose; its deprecation notice is known.
+            # TorchScript is our format (docs/architecture.md); its deprecation notice is known.
             warnings.simplefilter("ignore", FutureWarning)
             optimized = torch.jit.optimize_for_inference(_independent_copy(loaded.module))
         problem = _disagreement(loaded.module, optimized, probe, loaded.card)

@@ -15,8 +15,8 @@ from app.runtime.card import CalibrationSpec, OpenSetSpec
 from app.runtime.loader import load_model
 from tests.conftest import TINY_MODEL, tiny_card, tiny_module
 from tests.images import RED, encode, photo, solid
-from training.export import export_model, rewrite_archive
-from training.modules import EmbeddingClassifier, NormalizedClassifier
+from training.classification.modules import EmbeddingClassifier, NormalizedClassifier
+from training.core.export import export_model, rewrite_archive
 
 CALIBRATED = "tiny-colors-calibrated"
 TEMPERATURE = 2.0

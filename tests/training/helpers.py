@@ -10,8 +10,12 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from training.config import TrainConfig
-from training.fashion_mnist import FASHION_MNIST_DIR, FASHION_MNIST_FILES, read_fashion_mnist
+from training.classification.config import TrainConfig
+from training.classification.fashion_mnist import (
+    FASHION_MNIST_DIR,
+    FASHION_MNIST_FILES,
+    read_fashion_mnist,
+)
 
 # Three easy and one harder class: a few epochs on 40 images each already learn something.
 FOLDER_CLASSES = {"trouser": 1, "sandal": 5, "bag": 8, "shirt": 6}

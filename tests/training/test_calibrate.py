@@ -20,13 +20,13 @@ from tests.training.helpers import (
     quick_config,
     write_folder,
 )
-from training.calibrate import CalibrationRun, check_inputs
-from training.calibration import AUROC_MARGIN
+from training.classification.calibrate import CalibrationRun, check_inputs
+from training.classification.calibration import AUROC_MARGIN
+from training.classification.decision_plots import REJECTION_PNG, RELIABILITY_PNG
+from training.classification.trainer import train
+from training.classification.unknowns import load_unknown
 from training.cli import main
-from training.datacheck import DatasetError
-from training.decision_plots import REJECTION_PNG, RELIABILITY_PNG
-from training.trainer import train
-from training.unknowns import load_unknown
+from training.core.datacheck import DatasetError
 
 pytestmark = pytest.mark.skipif(
     not fashion_mnist_installed(), reason="dataset-fashion-mnist is not installed (`make data`)"
@@ -167,7 +167,7 @@ def test_an_unknown_folder_holding_known_images_is_refused(
 
 
 def test_held_out_images_of_a_single_class_are_refused(model_dir: Path, folder: Path) -> None:
-    from training.data import load_split  # noqa: PLC0415
+    from training.classification.data import load_split  # noqa: PLC0415
 
     classes, images = load_split(str(folder), "val", workers=0)
     only_bags = images.select([i for i, t in enumerate(images.targets) if classes[t] == "bag"])

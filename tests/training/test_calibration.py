@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from app.runtime.openset import OpenSetScorer, decide, energy_score, knn_score, msp_score
-from training.artifact import Outputs
-from training.calibration import (
+from training.classification.artifact import Outputs
+from training.classification.calibration import (
     AUROC_MARGIN,
     CalibrationData,
     Candidate,

@@ -8,9 +8,16 @@ import pytest
 from PIL import Image
 
 from tests.training.helpers import needs_fashion_mnist, quick_config
-from training.data import FileImages, ImageDataset, load_data, load_split, stratified_split
-from training.datacheck import DatasetError, format_report, scan_folder
-from training.fashion_mnist import read_fashion_mnist
+from training.classification.data import (
+    FileImages,
+    ImageDataset,
+    load_data,
+    load_split,
+    stratified_split,
+)
+from training.classification.datacheck import format_report, scan_folder
+from training.classification.fashion_mnist import read_fashion_mnist
+from training.core.datacheck import DatasetError
 
 
 def make_folder(root: Path, counts: dict[str, int], size: int = 16) -> Path:

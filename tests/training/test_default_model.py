@@ -14,10 +14,10 @@ from app.runtime.loader import load_model
 from tests.conftest import ROOT
 from tests.images import encode, photo
 from tests.training.helpers import needs_fashion_mnist
-from training.artifact import evaluate_artifact
-from training.data import fashion_mnist_images
-from training.decision_report import evaluate_decisions, unknown_outputs
-from training.unknowns import load_unknown
+from training.classification.artifact import evaluate_artifact
+from training.classification.data import fashion_mnist_images
+from training.classification.decision_report import evaluate_decisions, unknown_outputs
+from training.classification.unknowns import load_unknown
 
 MODEL_DIR = ROOT / "models" / "fashion-products"
 

@@ -12,6 +12,13 @@ from app.runtime.loader import load_model
 from tests.conftest import RedBoxDetector, tiny_detector_card
 from tests.training.helpers import write_coco
 from training.cli import main
+from training.core.engine import StepSettings, Updater
+from training.core.export import (
+    detection_gap,
+    detection_parity_inputs,
+    export_model,
+    framework_versions,
+)
 from training.detection.artifact import evaluate_detector
 from training.detection.data import ServedImages, TrainImages, collate, load_split
 from training.detection.engine import train_one_epoch
@@ -23,9 +30,6 @@ from training.detection.models import (
     create_detector,
 )
 from training.detection.trainer import detector_input_spec
-from training.engine import StepSettings, Updater
-from training.export import detection_gap, detection_parity_inputs, export_model
-from training.models import framework_versions
 
 
 @pytest.fixture(scope="module")

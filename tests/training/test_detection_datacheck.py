@@ -15,7 +15,8 @@ from tests.conftest import RedBoxDetector, tiny_detector_card
 from tests.images import oriented_jpeg
 from tests.training.helpers import write_coco
 from training.cli import main
-from training.datacheck import DatasetError
+from training.core.datacheck import DatasetError
+from training.core.export import export_model
 from training.detection.artifact import evaluate_detector
 from training.detection.data import TrainImages
 from training.detection.datacheck import (
@@ -25,7 +26,6 @@ from training.detection.datacheck import (
     validate_detection,
 )
 from training.detection.trainer import detector_input_spec
-from training.export import export_model
 
 Coco = dict[str, Any]
 

@@ -12,11 +12,11 @@ from torchvision.models import get_model
 
 from app.runtime.loader import load_model
 from tests.conftest import tiny_card, tiny_module
+from training.classification.models import build_classifier, create_classifier
+from training.classification.modules import NormalizedClassifier
 from training.cli import main
-from training.config import ConfigError
-from training.export import ExportError, export_model, parity_inputs
-from training.models import build_classifier, create_classifier
-from training.modules import NormalizedClassifier
+from training.core.config import ConfigError
+from training.core.export import ExportError, export_model, parity_inputs
 
 
 class DiffersWhenScripted(nn.Module):

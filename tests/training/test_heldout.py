@@ -7,10 +7,10 @@ import torch
 
 from app.runtime.loader import load_model
 from tests.training.helpers import quick_config
-from training.artifact import evaluate_artifact
-from training.datacheck import DatasetError
-from training.export import rewrite_archive
-from training.trainer import RunResult, train
+from training.classification.artifact import evaluate_artifact
+from training.classification.trainer import RunResult, train
+from training.core.datacheck import DatasetError
+from training.core.export import rewrite_archive
 
 
 @pytest.fixture(scope="module")

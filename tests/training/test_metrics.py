@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from training.metrics import Tally, compute_metrics, format_metrics, update_tally
+from training.classification.metrics import Tally, compute_metrics, format_metrics, update_tally
 
 
 def test_update_tally_counts_confusion_and_topk() -> None:

@@ -6,16 +6,16 @@ import pytest
 import torch
 
 from app.runtime.card import InputSpec, Normalization
-from training.config import ConfigError
-from training.models import (
+from training.classification.models import (
     CreatedModel,
     create_classifier,
     load_matching_weights,
     make_input_spec,
     model_names,
 )
-from training.modules import NormalizedClassifier, SmallCNN
-from training.offline_weights import install_offline_weights
+from training.classification.modules import NormalizedClassifier, SmallCNN
+from training.core.config import ConfigError
+from training.core.weights import install_offline_weights
 
 QUICK_ARCHS = ["smallcnn", "smallcnn_wide", "smallcnn_large", "resnet18"]
 HEAVY_ARCHS = [

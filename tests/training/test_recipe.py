@@ -11,21 +11,18 @@ import pytest
 import torch
 
 from tests.training.helpers import quick_config
-from training.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint
-from training.config import ConfigError, TrainConfig
+from training.classification.config import TrainConfig
+from training.classification.engine import Optimization, train_one_epoch
+from training.classification.models import create_classifier
+from training.classification.modules import NormalizedClassifier
+from training.classification.recipe import build_optimizer, class_weights, scale_recipe
+from training.classification.trainer import frozen_layers
+from training.core.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint
+from training.core.config import ConfigError
+from training.core.distributed import EpochSampler, ShardSampler
+from training.core.engine import StepSettings
+from training.core.recipe import build_scheduler, lr_factor
 from training.detection.config import DetectionTrainConfig
-from training.distributed import EpochSampler, ShardSampler
-from training.engine import Optimization, StepSettings, train_one_epoch
-from training.models import create_classifier
-from training.modules import NormalizedClassifier
-from training.recipe import (
-    build_optimizer,
-    build_scheduler,
-    class_weights,
-    lr_factor,
-    scale_recipe,
-)
-from training.trainer import frozen_layers
 
 
 def small_model() -> NormalizedClassifier:

@@ -7,10 +7,10 @@ import torch
 
 from app.runtime.card import InputSpec, ModelCard, Normalization
 from app.runtime.loader import load_model
-from training.export import export_model
-from training.models import create_classifier, framework_versions
-from training.modules import NormalizedClassifier
-from training.recover import RecoveryError, rebuild
+from training.classification.models import create_classifier
+from training.classification.modules import NormalizedClassifier
+from training.classification.recover import RecoveryError, rebuild
+from training.core.export import export_model, framework_versions
 
 
 def frozen_small_cnn(tmp_path: Path, arch: str = "smallcnn_large") -> Path:

@@ -8,9 +8,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from training.data import load_split
-from training.metrics import Tally, compute_metrics
-from training.report import confusion_figure, misclassified_figure
+from training.classification.data import load_split
+from training.classification.metrics import Tally, compute_metrics
+from training.classification.report import confusion_figure, misclassified_figure
 
 
 def texts(figure: Figure) -> list[str]:

@@ -13,14 +13,14 @@ import torch
 from app.runtime.loader import load_model
 from tests.images import solid
 from tests.training.helpers import quick_config
-from training import trainer
-from training.artifact import evaluate_artifact
-from training.checkpoint import load_checkpoint
+from training.classification import trainer
+from training.classification.artifact import evaluate_artifact
+from training.classification.engine import train_one_epoch
+from training.classification.metrics import Tally
+from training.classification.trainer import RunResult, train
 from training.cli import main
-from training.engine import train_one_epoch
-from training.export import parity_inputs
-from training.metrics import Tally
-from training.trainer import RunResult, train
+from training.core.checkpoint import load_checkpoint
+from training.core.export import parity_inputs
 
 REPORT_FILES = ("metrics.json", "confusion_matrix.png", "curves.png", "misclassified.png")
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from training.checkpoint import Checkpoint, TrainState, save_checkpoint
+from training.classification.config import TrainConfig
 from training.cli import main
-from training.config import ConfigError, TrainConfig
-from training.publish import claim_store_name, next_version
+from training.core.checkpoint import Checkpoint, TrainState, save_checkpoint
+from training.core.config import ConfigError
+from training.core.publish import claim_store_name, next_version
 from training.train_cli import train_command
 
 CLASSIFIER_ONLY = [

@@ -11,9 +11,14 @@ from app.imaging import decode_image
 from app.runtime.card import InputSpec
 from app.runtime.preprocessing import draft_size, preprocess_image
 from tests.images import encode, photo
-from training.data import ArrayImages, FileImages, ImageDataset
-from training.datacheck import TRAINING_LIMITS
-from training.transforms import EvalPreset, TrainPreset, channel_statistics, choose_augment
+from training.classification.data import ArrayImages, FileImages, ImageDataset
+from training.classification.transforms import (
+    EvalPreset,
+    TrainPreset,
+    channel_statistics,
+    choose_augment,
+)
+from training.core.datacheck import TRAINING_LIMITS
 
 GREY_28 = InputSpec(color_mode="L", resize_mode="stretch", resize_size=28)
 RGB_224 = InputSpec(resize_size=256, crop_size=224)

@@ -16,7 +16,7 @@ from app.runtime.preprocessing import preprocess_image
 from app.runtime.tuning import TrialPlan
 from tests.conftest import ROOT, TINY_DETECTOR, tiny_card
 from tests.images import photo
-from training.modules import NormalizedClassifier
+from training.classification.modules import NormalizedClassifier
 
 CPU = torch.device("cpu")
 PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "cat")

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from app.runtime.loader import LoadedModel, load_model
-from training.datacheck import DatasetError
+from training.core.datacheck import DatasetError
 from training.detection.data import ServedImages, collate, resolve_source
 from training.detection.datacheck import checked_split
 from training.detection.engine import predict

@@ -2,10 +2,9 @@
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
-from app.runtime.card import CARD_FILENAME, parse_stored_card
+from training.core.config import ConfigError
 from training.detection.artifact import evaluate_detector
 from training.detection.config import DetectionTrainConfig
 from training.detection.data import resolve_source
@@ -37,14 +36,13 @@ def check_detection(args: argparse.Namespace) -> int:
     return 0
 
 
-def is_detector_folder(model_dir: Path) -> bool:
-    """Whether models/<name> holds a detector (by its card.json)."""
-    card_file = model_dir / CARD_FILENAME
-    return card_file.is_file() and parse_stored_card(card_file.read_text()).task == "detect"
-
-
 def evaluate_detection(args: argparse.Namespace) -> int:
     """`python -m training evaluate` for a detector folder."""
+    for flag, given in (("--unknown", args.unknown), ("--report", args.report)):
+        if given:
+            raise ConfigError(f"{flag} applies to classifiers; {args.model} is a detector")
+    if args.batch_size is not None:
+        raise ConfigError(f"--batch-size applies to classifiers; {args.model} is a detector")
     result = evaluate_detector(args.model, args.data, args.split, workers=args.workers)
     card = result.model.card
     title = f"{card.name} ({result.model.sha256[:12]}) on {args.data} {result.split}"

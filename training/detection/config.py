@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from training.config import ConfigError, RunConfig
+from training.core.config import ConfigError, RunConfig
 
 
 @dataclass(frozen=True)

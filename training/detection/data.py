@@ -21,7 +21,7 @@ from torchvision.transforms.v2 import functional as F
 from app.imaging import decode_image
 from app.runtime.card import InputSpec
 from app.runtime.preprocessing import draft_size, preprocess_image
-from training.datacheck import TRAINING_LIMITS, DatasetError
+from training.core.datacheck import TRAINING_LIMITS, DatasetError
 from training.detection.scenes import SceneConfig, generate_scenes
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.datacheck import (
+from training.core.datacheck import (
     DatasetError,
     Duplicates,
     InspectedFile,

@@ -9,15 +9,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from training.core.distributed import all_reduce_sum
+from training.core.engine import StepSettings, Throughput, Updater, apply_gradients, require_finite
 from training.detection.data import Target
-from training.distributed import all_reduce_sum
-from training.engine import (
-    StepSettings,
-    Throughput,
-    Updater,
-    apply_gradients,
-    require_finite,
-)
 
 _POSTFIX_EVERY = 5
 

@@ -9,7 +9,7 @@ import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
 
 from app.runtime.card import Evaluation
-from training.metrics import evaluation_record
+from training.core.report import evaluation_record
 
 logger = logging.getLogger(__name__)
 

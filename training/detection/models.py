@@ -18,8 +18,8 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.ops import misc as misc_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
-from training.config import ConfigError
-from training.models import IMAGENET_MEAN, IMAGENET_STD
+from training.core.config import ConfigError
+from training.core.weights import IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger(__name__)
 

@@ -14,14 +14,13 @@ from typing import Any
 import torch
 
 from app.runtime.card import DetectionSpec, Evaluation, InputSpec, ModelCard
-from training.checkpoint import BEST, load_checkpoint
+from training.core.checkpoint import BEST, load_checkpoint
+from training.core.export import export_model, framework_versions
+from training.core.publish import read_run_report
 from training.detection.config import DetectionTrainConfig
 from training.detection.data import ServedImages, load_split
 from training.detection.models import DetectorConfig, ScriptableDetector, create_detector
 from training.detection.report import REPORT_FILES
-from training.export import export_model
-from training.models import framework_versions
-from training.publish import read_run_report
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from torchvision.ops import box_iou
 from app.imaging import decode_image
 from app.runtime.loader import load_model
 from app.runtime.preprocessing import draft_size, preprocess_image
-from training.datacheck import TRAINING_LIMITS
+from training.core.datacheck import TRAINING_LIMITS
 from training.detection.scenes import BACKGROUND_ROOT
 
 logger = logging.getLogger(__name__)

@@ -11,10 +11,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
+from training.core.report import METRICS_JSON, RESULTS_CSV, run_record, write_json
+from training.core.session import machine_description
 from training.detection.metrics import RECALL_POINTS, DetectionMetrics, format_detection_metrics
 from training.detection.run import DetectionRun
-from training.report import METRICS_JSON, RESULTS_CSV, run_record, write_json
-from training.session import machine_description
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageEnhance
 from tqdm import tqdm
 
-from training.datacheck import DatasetError
+from training.core.datacheck import DatasetError
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,6 @@ its shard of each evaluation; the detections are gathered so every rank scores t
 Only rank 0 writes the run folder and exports.
 """
 
-import copy
 import logging
 import time
 from dataclasses import asdict
@@ -16,7 +15,21 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from app.runtime.card import InputSpec, Normalization
-from training.checkpoint import Checkpoint, weights_on_cpu
+from training.core.checkpoint import Checkpoint
+from training.core.distributed import DistContext, EpochSampler, ShardSampler, barrier, gather_lists
+from training.core.engine import Updater, step_settings
+from training.core.fit import EpochResult, best_weights_on_disk
+from training.core.publish import claim_store_name
+from training.core.recipe import build_scheduler, create_optimizer, seed_epoch
+from training.core.run import FitPlan, fit_run
+from training.core.session import (
+    open_run_dir,
+    parallel,
+    resume_into,
+    run_log,
+    training_process,
+)
+from training.core.weights import IMAGENET_MEAN, IMAGENET_STD
 from training.detection.config import DetectionTrainConfig
 from training.detection.data import CocoSplit, ServedImages, TrainImages, collate, resolve_source
 from training.detection.datacheck import (
@@ -32,26 +45,6 @@ from training.detection.publish import export_detector_run
 from training.detection.report import finish_run
 from training.detection.run import DetectionRun, TrainLoader
 from training.detection.scenes import SceneConfig
-from training.distributed import (
-    DistContext,
-    EpochSampler,
-    ShardSampler,
-    barrier,
-    gather_lists,
-)
-from training.engine import Updater, step_settings
-from training.fit import EpochResult, FitTask, best_weights_on_disk, fit
-from training.models import IMAGENET_MEAN, IMAGENET_STD
-from training.publish import claim_store_name
-from training.recipe import build_scheduler, create_optimizer, seed_epoch
-from training.session import (
-    open_run_dir,
-    parallel,
-    resume_into,
-    run_log,
-    start_run_folder,
-    training_process,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -230,24 +223,17 @@ def evaluate_split(
 
 
 def _fit(run: DetectionRun) -> None:
-    summary = format_report(run.dataset_report)
-    start_run_folder(
-        run.run_dir, run.config, run.dataset_report.to_dict(), summary, run.context.is_main
-    )
-    task = FitTask(
+    plan = FitPlan(
         model=run.module,
-        state=run.state,
-        epochs=run.config.epochs,
-        patience=run.config.patience,
+        labels=run.splits["train"].labels,
+        extra={"task": "detect", "detector": asdict(run.detector_config)},
         score_name="val mAP",
         steps_per_epoch=len(run.loader),
-        run_dir=run.run_dir,
-        is_main=run.context.is_main,
+        dataset_report=run.dataset_report.to_dict(),
+        summary=format_report(run.dataset_report),
         run_epoch=lambda epoch, description: _run_epoch(run, epoch, description),
-        checkpoint=lambda: _checkpoint(run),
-        best_weights=run.best_weights,
     )
-    run.best_weights = fit(task)
+    fit_run(run, plan)
 
 
 def _run_epoch(run: DetectionRun, epoch: int, description: str) -> EpochResult:
@@ -268,17 +254,3 @@ def _run_epoch(run: DetectionRun, epoch: int, description: str) -> EpochResult:
         f"{stats.images_per_s:.2f} img/s"
     )
     return EpochResult(row=row, score=val.map, loss=None, summary=summary)
-
-
-def _checkpoint(run: DetectionRun) -> Checkpoint:
-    return Checkpoint(
-        model=weights_on_cpu(run.module),
-        optimizer=run.optimization.optimizer.state_dict(),
-        scaler=run.optimization.scaler.state_dict(),
-        state=copy.deepcopy(run.state),
-        config=run.config.to_dict(),
-        arch=run.config.arch,
-        labels=run.splits["train"].labels,
-        input_spec=run.spec.model_dump(mode="json"),
-        extra={"task": "detect", "detector": asdict(run.detector_config)},
-    )

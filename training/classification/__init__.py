@@ -1,0 +1,1 @@
+"""The classification task: ImageFolder and built-in data, classifiers, decisions (calibration)."""

@@ -1,0 +1,332 @@
+"""Labelled images from an ImageFolder tree or a built-in data set, checked and split.
+
+`load_data` is the one entry point: it scans, splits (the folders' own train/val/test, or a
+stratified seeded split), optionally subsets, runs the dataset check and returns both.
+"""
+
+import dataclasses
+import hashlib
+import io
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from app.imaging import decode_image
+from training.classification.config import TrainConfig
+from training.classification.datacheck import (
+    CheckedImages,
+    DatasetReport,
+    FolderScan,
+    scan_folder,
+    summarize,
+    validate,
+)
+from training.classification.fashion_mnist import (
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_FILES,
+    read_fashion_mnist,
+)
+from training.core.datacheck import TRAINING_LIMITS, DatasetError
+
+logger = logging.getLogger(__name__)
+
+BUILTIN_PREFIX = "builtin:"
+BUILTINS = ("fashion-mnist",)
+
+
+class LabeledImages(ABC):
+    """A sequence of images with class indices, readable as encoded bytes or decoded pixels."""
+
+    targets: list[int]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    @abstractmethod
+    def read_bytes(self, index: int) -> bytes:
+        """The image as a file, i.e. what a client would upload to the service."""
+
+    @abstractmethod
+    def load(self, index: int, draft_size: int | None = None) -> Image.Image:
+        """The decoded, upright image (RGB, or L for grey data sets)."""
+
+    @abstractmethod
+    def digest(self, index: int) -> str:
+        """Hash of the content, for duplicate detection."""
+
+    @abstractmethod
+    def describe(self, index: int) -> str:
+        """A path or id a person can find the image by."""
+
+    @abstractmethod
+    def select(self, indices: Sequence[int]) -> "LabeledImages":
+        """The images at `indices`, in that order."""
+
+
+class FileImages(LabeledImages):
+    """Image files on disk, decoded with the service's own decoder."""
+
+    def __init__(
+        self, paths: Sequence[Path], targets: Sequence[int], digests: Sequence[str]
+    ) -> None:
+        self.paths = list(paths)
+        self.targets = list(targets)
+        self.digests = list(digests)
+
+    def read_bytes(self, index: int) -> bytes:
+        """The file's bytes."""
+        return self.paths[index].read_bytes()
+
+    def load(self, index: int, draft_size: int | None = None) -> Image.Image:
+        """Decode as the service does (EXIF orientation, RGB, JPEG draft when asked)."""
+        return decode_image(self.read_bytes(index), TRAINING_LIMITS, draft_size).image
+
+    def digest(self, index: int) -> str:
+        """sha1 of the file."""
+        return self.digests[index]
+
+    def describe(self, index: int) -> str:
+        """The path."""
+        return str(self.paths[index])
+
+    def select(self, indices: Sequence[int]) -> "FileImages":
+        """A subset."""
+        return FileImages(
+            [self.paths[i] for i in indices],
+            [self.targets[i] for i in indices],
+            [self.digests[i] for i in indices],
+        )
+
+
+class ArrayImages(LabeledImages):
+    """Images held in one uint8 array (N, H, W) or (N, H, W, 3), e.g. a built-in data set."""
+
+    def __init__(
+        self, pixels: np.ndarray, targets: Sequence[int], name: str, ids: np.ndarray
+    ) -> None:
+        self.pixels = pixels
+        self.targets = list(targets)
+        self.name = name
+        self.ids = ids
+
+    def read_bytes(self, index: int) -> bytes:
+        """A lossless PNG of the image."""
+        buffer = io.BytesIO()
+        self.load(index).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    def load(self, index: int, draft_size: int | None = None) -> Image.Image:
+        """The pixels as a PIL image."""
+        return Image.fromarray(self.pixels[index])
+
+    def digest(self, index: int) -> str:
+        """sha1 of the pixels."""
+        return hashlib.sha1(self.pixels[index].tobytes()).hexdigest()
+
+    def describe(self, index: int) -> str:
+        """`name#i`, with i the index in the original file."""
+        return f"{self.name}#{self.ids[index]}"
+
+    def select(self, indices: Sequence[int]) -> "ArrayImages":
+        """A subset (a view-free copy, so workers share nothing mutable)."""
+        chosen = np.asarray(indices, dtype=np.int64)
+        targets = [self.targets[i] for i in indices]
+        return ArrayImages(self.pixels[chosen], targets, self.name, self.ids[chosen])
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataSplits:
+    """Train, validation and (when there is one) test images over one class list."""
+
+    source: str
+    dataset: str
+    classes: tuple[str, ...]
+    train: LabeledImages
+    val: LabeledImages
+    test: LabeledImages | None
+    color_mode: Literal["RGB", "L"]
+    native_size: int | None
+    split_note: str
+
+    @property
+    def final(self) -> tuple[str, LabeledImages]:
+        """The split the shipped metrics are measured on: test, else val."""
+        return ("test", self.test) if self.test is not None else ("val", self.val)
+
+
+class ImageDataset(Dataset[tuple[torch.Tensor, int, int]]):
+    """(transformed image, class index, position) for a DataLoader."""
+
+    def __init__(
+        self,
+        images: LabeledImages,
+        transform: Callable[[Image.Image], torch.Tensor],
+        draft_size: int | None = None,
+    ) -> None:
+        self.images = images
+        self.transform = transform
+        self.draft_size = draft_size
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        image = self.images.load(index, self.draft_size)
+        return self.transform(image), self.images.targets[index], index
+
+
+def load_data(config: TrainConfig) -> tuple[DataSplits, DatasetReport]:
+    """Load, split, subset and check the data set named by `config.data`."""
+    if config.data.startswith(BUILTIN_PREFIX):
+        data, corrupt, ignored = _load_builtin(config), [], []
+    else:
+        scan = scan_folder(Path(config.data), config.workers or 4)
+        data, corrupt, ignored = _from_scan(scan, config), scan.corrupt, scan.ignored
+    if config.max_per_class is not None:
+        data = _limit_per_class(data, config.max_per_class, config.seed)
+    splits: dict[str, CheckedImages] = {"train": data.train, "val": data.val}
+    if data.test is not None:
+        splits["test"] = data.test
+    report = summarize(data.source, data.classes, splits, corrupt, ignored)
+    validate(report)
+    return data, report
+
+
+def load_split(source: str, split: str, workers: int = 4) -> tuple[tuple[str, ...], LabeledImages]:
+    """One split folder of a data source (`all`: a folder of class folders), with class names."""
+    if source.startswith(BUILTIN_PREFIX):
+        _builtin_name(source)
+        if split not in FASHION_MNIST_FILES:
+            raise DatasetError(f"{source} has the splits {', '.join(FASHION_MNIST_FILES)}")
+        return FASHION_MNIST_CLASSES, fashion_mnist_images(split)
+    scan = scan_folder(Path(source), workers)
+    if split not in scan.splits:
+        found = ", ".join(
+            f"{name}/" if name != "all" else "class folders only" for name in scan.splits
+        )
+        raise DatasetError(f"{source} has no {split}/ folder (found: {found})")
+    classes = tuple(scan.splits[split])
+    return classes, _file_images(scan, split, classes)
+
+
+def fashion_mnist_images(split: str) -> ArrayImages:
+    """The official Fashion-MNIST train or test split from the Debian package."""
+    pixels, labels = read_fashion_mnist(split)
+    return ArrayImages(pixels, labels.tolist(), f"fashion-mnist-{split}", np.arange(len(labels)))
+
+
+def stratified_split(
+    targets: Sequence[int], fractions: Sequence[float], seed: int
+) -> list[list[int]]:
+    """Indices for [rest, part for fractions[0], ...], each class shuffled with `seed`."""
+    generator = torch.Generator().manual_seed(seed)
+    parts: list[list[int]] = [[] for _ in range(len(fractions) + 1)]
+    for label in sorted(set(targets)):
+        members = [i for i, target in enumerate(targets) if target == label]
+        order = [members[i] for i in torch.randperm(len(members), generator=generator).tolist()]
+        start = 0
+        for part, fraction in enumerate(fractions, start=1):
+            # Never take a class's last training image.
+            count = min(round(len(members) * fraction), len(members) - start - 1)
+            parts[part] += order[start : start + max(count, 0)]
+            start += max(count, 0)
+        parts[0] += order[start:]
+    return [sorted(part) for part in parts]
+
+
+def _builtin_name(source: str) -> str:
+    name = source.removeprefix(BUILTIN_PREFIX)
+    if name not in BUILTINS:
+        raise DatasetError(f"unknown built-in data set {name!r}; choose from {', '.join(BUILTINS)}")
+    return name
+
+
+def _load_builtin(config: TrainConfig) -> DataSplits:
+    name = _builtin_name(config.data)
+    train = fashion_mnist_images("train")
+    rest, val = stratified_split(train.targets, [config.val_fraction], config.seed)
+    note = (
+        f"official test split; val = stratified {config.val_fraction:g} of train "
+        f"(seed {config.seed})"
+    )
+    return DataSplits(
+        source=config.data,
+        dataset=name,
+        classes=FASHION_MNIST_CLASSES,
+        train=train.select(rest),
+        val=train.select(val),
+        test=fashion_mnist_images("test"),
+        color_mode="L",
+        native_size=28,
+        split_note=note,
+    )
+
+
+def _from_scan(scan: FolderScan, config: TrainConfig) -> DataSplits:
+    first = "train" if "train" in scan.splits else "all"
+    classes = tuple(scan.splits[first])
+    for split, names in scan.splits.items():
+        unknown = sorted(set(names) - set(classes))
+        if unknown:
+            raise DatasetError(f"{scan.root}/{split} has classes not in train: {unknown}")
+    whole = _file_images(scan, first, classes)
+    fractions = [config.val_fraction]
+    if first == "all":
+        fractions.append(config.test_fraction)
+    elif "val" in scan.splits:
+        fractions = []
+    parts = stratified_split(whole.targets, fractions, config.seed)
+    train = whole.select(parts[0])
+    val = _file_images(scan, "val", classes) if "val" in scan.splits else whole.select(parts[1])
+    test = _file_images(scan, "test", classes) if "test" in scan.splits else None
+    if first == "all":
+        test = whole.select(parts[2]) if parts[2] else None
+    note = "split folders" if first == "train" else f"stratified split (seed {config.seed})"
+    name = scan.root.resolve().name
+    return DataSplits(
+        source=str(scan.root),
+        dataset=name,
+        classes=classes,
+        train=train,
+        val=val,
+        test=test,
+        color_mode="RGB",
+        native_size=None,
+        split_note=note,
+    )
+
+
+def _file_images(scan: FolderScan, split: str, classes: Sequence[str]) -> FileImages:
+    index = {name: i for i, name in enumerate(classes)}
+    entries = [(item, index[name]) for name, files in scan.splits[split].items() for item in files]
+    return FileImages(
+        [item.path for item, _ in entries],
+        [target for _, target in entries],
+        [item.digest for item, _ in entries],
+    )
+
+
+def _limit_per_class(data: DataSplits, limit: int, seed: int) -> DataSplits:
+    def cap(images: LabeledImages) -> LabeledImages:
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed)).tolist()
+        taken: dict[int, int] = {}
+        chosen = []
+        for i in order:
+            if taken.get(images.targets[i], 0) < limit:
+                taken[images.targets[i]] = taken.get(images.targets[i], 0) + 1
+                chosen.append(i)
+        return images.select(sorted(chosen))
+
+    test = cap(data.test) if data.test is not None else None
+    note = f"{data.split_note}; at most {limit} per class and split"
+    return dataclasses.replace(
+        data, train=cap(data.train), val=cap(data.val), test=test, split_note=note
+    )

@@ -1,0 +1,68 @@
+"""The model store's names and versions, and a finished run's metrics.json, for every task."""
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any, TypeVar
+
+from app.runtime.card import CARD_FILENAME, parse_stored_card
+from training.core.checkpoint import LAST
+from training.core.config import ConfigError, RunConfig
+from training.core.report import METRICS_JSON
+
+logger = logging.getLogger(__name__)
+
+
+ConfigT = TypeVar("ConfigT", bound=RunConfig)
+
+
+def claim_store_name(config: ConfigT) -> ConfigT:
+    """Refuse to replace models/<name> unless --overwrite; then give the new card a newer version.
+
+    Checked before training, so hours of work never end in a silent overwrite or a refusal.
+    """
+    directory = config.store / config.model_name
+    if not config.export or not directory.exists():
+        return config
+    card_file = directory / CARD_FILENAME
+    existing = parse_stored_card(card_file.read_text()).version if card_file.is_file() else None
+    version = next_version(existing, config.model_version)
+    if not config.overwrite:
+        raise ConfigError(
+            f"{directory} already holds {config.model_name} {existing or '(no card)'}; pass "
+            f"--overwrite to replace it (as version {version}), or choose another --name"
+        )
+    if version != config.model_version:
+        logger.info("replacing %s %s with version %s", config.model_name, existing, version)
+    return dataclasses.replace(config, model_version=version)
+
+
+def next_version(existing: str | None, wanted: str) -> str:
+    """`wanted`, unless the existing version is not older: then the existing one, bumped."""
+    if existing is None:
+        return wanted
+    old, new = _version_key(existing), _version_key(wanted)
+    if old is None or new is None:
+        return wanted if wanted != existing else f"{existing}.1"
+    if new > old:
+        return wanted
+    parts = existing.split(".")
+    return ".".join([*parts[:-1], str(int(parts[-1]) + 1)])
+
+
+def _version_key(version: str) -> tuple[int, ...] | None:
+    parts = version.split(".")
+    return tuple(int(part) for part in parts) if all(p.isdigit() for p in parts) else None
+
+
+def read_run_report(run_dir: Path) -> dict[str, Any]:
+    """The run's metrics.json (what its card's metrics come from), or a one-line refusal."""
+    path = run_dir / METRICS_JSON
+    if not path.is_file():
+        raise ConfigError(
+            f"{run_dir} has no {METRICS_JSON}: the run did not finish; `python -m training "
+            f"train --resume {run_dir / LAST}` completes it"
+        )
+    report: dict[str, Any] = json.loads(path.read_text())
+    return report
