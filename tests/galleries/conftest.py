@@ -14,7 +14,7 @@ from app.galleries.sqlite import SqliteGalleryStore
 from tests.conftest import tiny_card, tiny_module
 from tests.galleries.helpers import export_embedders
 from tests.galleries.postgres import PostgresUnavailable, throwaway_server
-from training.export import export_model
+from training.core.export import export_model
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,8 @@ from torch import nn
 
 from app.runtime.card import SimilaritySpec
 from tests.conftest import tiny_card
-from training.export import export_model
-from training.modules import EmbeddingClassifier, NormalizedClassifier
+from training.classification.modules import EmbeddingClassifier, NormalizedClassifier
+from training.core.export import export_model
 
 EMBEDDER = "tiny-embedder"
 PLAIN = "tiny-plain"
