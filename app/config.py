@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     gallery_max_references_per_product: int = Field(default=50, ge=1, le=10_000)
     gallery_max_products: int = Field(default=10_000, ge=1)
     gallery_duplicate_distance: int = Field(
-        default=10, ge=0, le=64, description="differing bits of the 64-bit perceptual hash"
+        default=9, ge=0, le=64, description="differing bits of the 64-bit perceptual hash"
     )
 
     host: str = "127.0.0.1"

@@ -13,6 +13,7 @@ from training.core.config import ConfigError
 from training.core.datacheck import DatasetError
 from training.core.report import METRICS_JSON
 from training.core.weights import install_offline_weights
+from training.galleries import cli as galleries_cli
 from training.tasks import export_run, task_for, task_of_model
 from training.train_cli import train_command
 
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         "calibrate": calibrate_classifier,
         "check": lambda args: task_for(None, args.data).check(args),
         "export": _export,
-    }
+    } | galleries_cli.COMMANDS
     return _guarded(lambda: commands[args.command](args))
 
 
@@ -88,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_export(
         commands.add_parser("export", help="export a torchvision classifier or a run to models/")
     )
+    galleries_cli.add_commands(commands)
     return parser
 
 
