@@ -39,6 +39,13 @@ class Prediction(BaseModel):
     score: float
 
 
+class HeatMap(BaseModel):
+    """Where the model looked for its top answer: a grey PNG the size of the upright upload."""
+
+    format: Literal["png"] = "png"
+    data: str = Field(description="base64 PNG, 0 = no evidence, 255 = the strongest")
+
+
 class ClassificationResult(BaseModel):
     """The answer for one uploaded image: predictions, or the error that image got.
 
@@ -59,6 +66,9 @@ class ClassificationResult(BaseModel):
         default=None, description="higher = less like anything the model was trained on"
     )
     predictions: list[Prediction] | None = None
+    heat_map: HeatMap | None = Field(
+        default=None, description="explain=true: the class activation map of the top class"
+    )
     error: ErrorBody | None = None
 
 
@@ -237,13 +247,6 @@ class GalleryMatch(BaseModel):
     similarity: float
 
 
-class HeatMap(BaseModel):
-    """Where the model looked for its top answer: a grey PNG the size of the upright upload."""
-
-    format: Literal["png"] = "png"
-    data: str = Field(description="base64 PNG, 0 = no evidence, 255 = the strongest")
-
-
 class MatchResult(BaseModel):
     """The answer for one uploaded image: products best first and a decision, or its error."""
 
@@ -255,7 +258,9 @@ class MatchResult(BaseModel):
     decision: Literal["match", "unknown"] | None = None
     matches: list[GalleryMatch] | None = None
     duplicate_of: DuplicatePublic | None = None
-    heat_map: HeatMap | None = None
+    heat_map: HeatMap | None = Field(
+        default=None, description="explain=true: each cell's share of the top similarity"
+    )
     error: ErrorBody | None = None
 
 

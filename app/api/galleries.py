@@ -96,6 +96,7 @@ async def match(
     gallery: GalleryName,
     uploads: UploadsDep,
     services: GalleriesDep,
+    *,
     top_k: Annotated[int, Query(ge=1, le=100, description="Products per image.")] = 5,
     threshold: Annotated[
         float | None,
@@ -103,6 +104,11 @@ async def match(
             ge=-1.0, le=1.0, description="Cosine similarity for `match` (default: the gallery's)."
         ),
     ] = None,
+    explain: Annotated[
+        bool, Query(description="Add a heat map of where the image resembled its best match.")
+    ] = False,
 ) -> MatchResponse:
     """Match images against the gallery's products (multipart `image` fields, or a raw body)."""
-    return await match_uploads(services, gallery, uploads, top_k=top_k, threshold=threshold)
+    return await match_uploads(
+        services, gallery, uploads, top_k=top_k, threshold=threshold, explain=explain
+    )

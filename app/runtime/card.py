@@ -15,8 +15,16 @@ REFERENCE_FILENAME = "openset_references.pt"
 Task = Literal["classify", "detect"]
 Interpolation = Literal["nearest", "bilinear", "bicubic"]
 # What a classifier's forward returns, in order: logits [N, C] alone (a plain tensor), or a
-# tuple that adds the L2-normalised pooled penultimate features [N, D] ("embedding").
-ClassifierOutput = Literal["logits", "embedding"]
+# tuple that adds the L2-normalised pooled penultimate features [N, D] ("embedding"), and then
+# the activation maps behind them: "embedding_map" [N, D, h, w], the embedding spread over the
+# last feature map's cells (its sum over h, w is the embedding), and "class_map" [N, h, w], the
+# class activation map (CAM) of each image's top class (head weights x features, bias left out).
+ClassifierOutput = Literal["logits", "embedding", "embedding_map", "class_map"]
+CLASSIFIER_OUTPUTS: tuple[tuple[ClassifierOutput, ...], ...] = (
+    ("logits",),
+    ("logits", "embedding"),
+    ("logits", "embedding", "embedding_map", "class_map"),
+)
 OpenSetMethod = Literal["msp", "energy", "knn"]
 
 
@@ -177,8 +185,8 @@ class ModelCard(_Strict):
         return self
 
     def _check_outputs(self) -> None:
-        if self.outputs not in (("logits",), ("logits", "embedding")):
-            raise ValueError("`outputs` must be ['logits'] or ['logits', 'embedding']")
+        if self.outputs not in CLASSIFIER_OUTPUTS:
+            raise ValueError(f"`outputs` must be one of {[list(o) for o in CLASSIFIER_OUTPUTS]}")
         if self.task != "classify" and (self.outputs != ("logits",) or self.calibration):
             raise ValueError("`outputs` and `calibration` describe classifiers only")
         if self.embeds != (self.embedding_dim is not None):
@@ -193,6 +201,11 @@ class ModelCard(_Strict):
     def embeds(self) -> bool:
         """Whether the model returns an embedding next to its logits."""
         return "embedding" in self.outputs
+
+    @property
+    def explains(self) -> bool:
+        """Whether the model returns its activation maps (explain=true)."""
+        return "class_map" in self.outputs
 
     def to_json(self) -> str:
         """Canonical JSON, as embedded in the archive."""

@@ -23,6 +23,7 @@ class ClassifyInput:
     pixels: torch.Tensor
     top_k: int
     search: EmbeddingSearch | None = None
+    explain: bool = False  # keep this image's activation maps
 
 
 RankedClasses = list[tuple[int, float]]
@@ -35,6 +36,15 @@ class ClassifiedImage:
     ranking: RankedClasses
     unknown_score: float | None  # None for a model without calibration
     found: Any = None  # what the item's search returned for it
+    maps: "ActivationMaps | None" = None  # when the item asked to explain
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivationMaps:
+    """One image's activation maps on the CPU: embedding_map [D, h, w], class_map [h, w]."""
+
+    embedding_map: torch.Tensor
+    class_map: torch.Tensor
 
 
 def split_outputs(
@@ -54,6 +64,20 @@ def split_outputs(
     return logits, embeddings
 
 
+def split_maps(
+    output: Any, card: ModelCard, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(embedding_map [N, D, h, w], class_map [N, h, w]) when the card lists them, shape-checked."""
+    if not card.explains:
+        return None
+    embedding_map, class_map = output[2], output[3]
+    if embedding_map.dim() != 4 or embedding_map.shape[:2] != (batch_size, card.embedding_dim):
+        raise RuntimeError(f"model {card.name!r} returned embedding_map {embedding_map.shape}")
+    if class_map.shape != (batch_size, *embedding_map.shape[2:]):
+        raise RuntimeError(f"model {card.name!r} returned class_map {class_map.shape}")
+    return embedding_map, class_map
+
+
 def make_classify_runner(
     model: LoadedModel,
 ) -> Callable[[list[ClassifyInput]], list[ClassifiedImage]]:
@@ -67,7 +91,9 @@ def make_classify_runner(
     def run(items: list[ClassifyInput]) -> list[ClassifiedImage]:
         batch = to_device(torch.stack([item.pixels for item in items]))
         with torch.inference_mode():
-            logits, embeddings = split_outputs(model.module(batch), card, len(items))
+            output = model.module(batch)
+            logits, embeddings = split_outputs(output, card, len(items))
+            maps = _kept_maps(items, split_maps(output, card, len(items)))
             k = min(max(item.top_k for item in items), num_labels)
             scores, class_ids = calibrated_probabilities(logits, temperature).topk(k, dim=1)
             unknown = _unknown_scores(scorer, logits, embeddings)
@@ -78,6 +104,7 @@ def make_classify_runner(
                 ranking=list(zip(ids[: item.top_k], row[: item.top_k], strict=True)),
                 unknown_score=None if unknown is None else unknown[index],
                 found=found.get(index),
+                maps=maps.get(index),
             )
             for index, (item, ids, row) in enumerate(zip(items, id_rows, score_rows, strict=True))
         ]
@@ -92,6 +119,22 @@ def _unknown_scores(
         return None
     scores: list[float] = scorer(logits, embeddings).cpu().tolist()
     return scores
+
+
+def _kept_maps(
+    items: list[ClassifyInput], maps: tuple[torch.Tensor, torch.Tensor] | None
+) -> dict[int, ActivationMaps]:
+    """The maps of the items that asked to explain, copied off the batch (and the device)."""
+    if maps is None:
+        return {}
+    return {
+        index: ActivationMaps(
+            embedding_map=maps[0][index].float().cpu().clone(),
+            class_map=maps[1][index].float().cpu().clone(),
+        )
+        for index, item in enumerate(items)
+        if item.explain
+    }
 
 
 def _run_searches(items: list[ClassifyInput], embeddings: torch.Tensor | None) -> dict[int, Any]:

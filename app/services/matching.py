@@ -2,7 +2,9 @@
 
 from app.galleries.index import GalleryIndex, Hit
 from app.runtime.inference import ClassifiedImage, ClassifyInput
+from app.runtime.registry import ServedModel
 from app.schemas import GalleryMatch, MatchResponse, MatchResult
+from app.services.explanations import heat_map, require_explaining, similarity_map
 from app.services.galleries import (
     GalleryServices,
     bound_model,
@@ -20,6 +22,7 @@ async def match_uploads(
     *,
     top_k: int,
     threshold: float | None,
+    explain: bool = False,
 ) -> MatchResponse:
     """Per upload: the `top_k` most similar products, `match` or `unknown`, and duplicates.
 
@@ -28,12 +31,14 @@ async def match_uploads(
     """
     record = await in_thread(services.store.gallery, name)
     served = bound_model(services, record)
+    if explain:
+        require_explaining(served)
     index = await services.indexes.current(record)
     search = index.searcher(top_k)
     outcomes = await run_uploads(
         uploads,
         served,
-        lambda image: ClassifyInput(image.pixels, 1, search),
+        lambda image: ClassifyInput(image.pixels, 1, search, explain=explain),
         preparer=services.preparer,
         timeout_s=services.timeout_s,
         metrics=services.metrics,
@@ -53,7 +58,22 @@ async def match_uploads(
         )
         for position, (upload, outcome) in enumerate(zip(uploads, outcomes, strict=True))
     ]
+    if explain:
+        await _add_heat_maps(results, outcomes, index, served)
     return MatchResponse(gallery=name, model=model_ref(served), threshold=accept, results=results)
+
+
+async def _add_heat_maps(
+    results: list[MatchResult], outcomes: list[Outcome], index: GalleryIndex, served: ServedModel
+) -> None:
+    """The similarity map of each image's best match: where it looked like that reference."""
+    for result, outcome in zip(results, outcomes, strict=True):
+        if not isinstance(outcome, tuple) or outcome[1].maps is None or not result.matches:
+            continue
+        image, maps = outcome[0], outcome[1].maps
+        reference = index.embedding_of(result.matches[0].reference_id)
+        activation = similarity_map(maps.embedding_map, reference)
+        result.heat_map = await heat_map(activation, image.width, image.height, served.card.input)
 
 
 def _result(
