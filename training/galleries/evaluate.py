@@ -16,7 +16,8 @@ import torch
 from app.runtime.card import ModelCard, SimilaritySpec
 from app.runtime.loader import LoadedModel
 from training.classification.artifact import load_classifier, model_outputs
-from training.classification.data import LabeledImages, load_split
+from training.classification.data import load_split
+from training.classification.images import LabeledImages
 from training.classification.unknowns import load_unknown
 from training.core.datacheck import DatasetError
 from training.core.export import rewrite_archive
