@@ -17,6 +17,11 @@ NEW_VIEW = (0.1, 0.05, 0.9, 0.95)
 PRODUCTS = {"cat-chelsea": "chelsea", "espresso-cup": "coffee"}
 
 
+def skimage_photo(name: str) -> Image.Image:
+    """One of scikit-image's bundled photos."""
+    return Image.fromarray(getattr(data, name)())
+
+
 def view(photo: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
     """The part of `photo` inside the fractional box."""
     width, height = photo.size
@@ -29,13 +34,13 @@ def view(photo: Image.Image, box: tuple[float, float, float, float]) -> Image.Im
 def main(directory: Path) -> None:
     """Write DIR/<product>/<n>.jpg, DIR/new-cat.jpg and DIR/rocket.jpg."""
     for product, name in PRODUCTS.items():
-        photo = Image.fromarray(getattr(data, name)())
+        photo = skimage_photo(name)
         (directory / product).mkdir(parents=True, exist_ok=True)
         for number, box in enumerate(REFERENCE_VIEWS, start=1):
             view(photo, box).save(directory / product / f"{number}.jpg", quality=90)
-    cat = Image.fromarray(data.chelsea())
+    cat = skimage_photo("chelsea")
     ImageOps.mirror(view(cat, NEW_VIEW)).resize((300, 250)).save(directory / "new-cat.jpg")
-    Image.fromarray(data.rocket()).save(directory / "rocket.jpg", quality=90)
+    skimage_photo("rocket").save(directory / "rocket.jpg", quality=90)
 
 
 if __name__ == "__main__":
