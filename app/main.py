@@ -132,7 +132,7 @@ def gallery_services(
     cap = settings.gallery_max_references_per_product
     return GalleryServices(
         store=store,
-        indexes=IndexCache(store, cap),
+        indexes=IndexCache(store),
         limits=GalleryLimits(
             max_references_per_product=cap,
             max_products_per_gallery=settings.gallery_max_products,

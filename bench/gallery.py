@@ -14,9 +14,11 @@ references.
 import argparse
 import asyncio
 import json
+import sqlite3
 import statistics
 import tempfile
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -94,8 +96,8 @@ def _fill(directory: Path, args: argparse.Namespace) -> int:
             for v in vectors
         ]
         store.add_references("bench", f"product-{product}", references, limits)
-    with store.writing() as cursor:
-        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all data in the main file
+    with closing(sqlite3.connect(store.path)) as connection:  # all data into the main file
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return (directory / FILENAME).stat().st_size
 
 

@@ -12,9 +12,8 @@ from app.galleries.sql import SqlGalleryStore
 class IndexCache:
     """Gallery name -> the index of its latest generation; one reload at a time per gallery."""
 
-    def __init__(self, store: SqlGalleryStore, max_references_per_product: int) -> None:
+    def __init__(self, store: SqlGalleryStore) -> None:
         self._store = store
-        self._refs_cap = max_references_per_product
         self._indexes: dict[str, GalleryIndex] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -30,7 +29,7 @@ class IndexCache:
                 assert cached is not None
                 return cached
             snapshot = await anyio.to_thread.run_sync(self._store.snapshot, record.name)
-            index = GalleryIndex(snapshot, self._refs_cap)
+            index = GalleryIndex(snapshot)
             self._indexes[record.name] = index
             return index
 

@@ -11,6 +11,7 @@ from psycopg import IsolationLevel
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
+from app.galleries.records import GalleryRecord
 from app.galleries.sql import Cursor, SqlGalleryStore
 
 _POOL_SIZE = 4
@@ -56,9 +57,9 @@ class PostgresGalleryStore(SqlGalleryStore):
             with connection.transaction(), connection.cursor() as cursor:
                 yield cursor
 
-    def lock_gallery(self, cursor: Cursor, name: str) -> None:
+    def lock_gallery(self, cursor: Cursor, name: str) -> GalleryRecord:
         """SELECT ... FOR UPDATE: adds to one gallery count and insert one at a time."""
-        self._gallery(cursor, name, " FOR UPDATE OF g")
+        return self._gallery(cursor, name, " FOR UPDATE")
 
     def create_schema(self) -> None:
         """The tables, created under an advisory lock: replicas starting together do not race."""

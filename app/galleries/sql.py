@@ -28,10 +28,9 @@ from app.galleries.records import (
 _GALLERY_COLUMNS = (
     "name, model, model_sha256, embedding_dim, threshold, threshold_source, created_at, generation"
 )
-_COUNTS = (
-    "(SELECT COUNT(DISTINCT product_id) FROM gallery_references r WHERE r.gallery = g.name), "
-    "(SELECT COUNT(*) FROM gallery_references r WHERE r.gallery = g.name)"
-)
+# Kept in the gallery's row by every change (same transaction): reading a gallery is one row,
+# which each match request does (counting 10,000 references took ~2 ms).
+_COUNTS = "product_count, reference_count"
 
 
 class Cursor(Protocol):
@@ -80,7 +79,8 @@ class SqlGalleryStore(ABC):
             "CREATE TABLE IF NOT EXISTS galleries (name TEXT PRIMARY KEY, model TEXT NOT NULL, "
             "model_sha256 TEXT NOT NULL, embedding_dim INTEGER NOT NULL, "
             "threshold DOUBLE PRECISION NOT NULL, threshold_source TEXT NOT NULL, "
-            "created_at TEXT NOT NULL, generation BIGINT NOT NULL)",
+            "created_at TEXT NOT NULL, generation BIGINT NOT NULL, "
+            "product_count BIGINT NOT NULL, reference_count BIGINT NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS gallery_references (seq {self.serial_type}, "
             "gallery TEXT NOT NULL, product_id TEXT NOT NULL, reference_id TEXT NOT NULL UNIQUE, "
             f"embedding {self.blob_type} NOT NULL, phash BIGINT NOT NULL, "
@@ -97,8 +97,8 @@ class SqlGalleryStore(ABC):
         with self.writing() as cursor:
             cursor.execute(
                 self._sql(
-                    f"INSERT INTO galleries ({_GALLERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0) "
-                    "ON CONFLICT (name) DO NOTHING"
+                    f"INSERT INTO galleries ({_GALLERY_COLUMNS}, {_COUNTS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, 0) ON CONFLICT (name) DO NOTHING"
                 ),
                 (
                     new.name,
@@ -130,7 +130,7 @@ class SqlGalleryStore(ABC):
     def galleries(self) -> list[GalleryRecord]:
         """Every gallery, by name."""
         with self.reading() as cursor:
-            cursor.execute(f"SELECT {_GALLERY_COLUMNS}, {_COUNTS} FROM galleries g ORDER BY name")
+            cursor.execute(f"SELECT {_GALLERY_COLUMNS}, {_COUNTS} FROM galleries ORDER BY name")
             return [_record(row) for row in cursor.fetchall()]
 
     def generation(self, name: str) -> int:
@@ -163,8 +163,8 @@ class SqlGalleryStore(ABC):
         Returns the new reference ids and the product's reference count after the addition.
         """
         with self.writing() as cursor:
-            self.lock_gallery(cursor, name)
-            held = self._check_room(cursor, name, product_id, len(references), limits)
+            record = self.lock_gallery(cursor, name)
+            held = self._check_room(cursor, record, product_id, len(references), limits)
             ids = [uuid.uuid4().hex for _ in references]
             now = _now()
             cursor.executemany(
@@ -178,16 +178,23 @@ class SqlGalleryStore(ABC):
                     for ref_id, ref in zip(ids, references, strict=True)
                 ],
             )
-            self._bump(cursor, name)
+            new_product = 1 if references and not held else 0
+            self._bump(cursor, name, products=new_product, references=len(references))
         return ids, held + len(references)
 
-    def lock_gallery(self, cursor: Cursor, name: str) -> None:
+    def lock_gallery(self, cursor: Cursor, name: str) -> GalleryRecord:
         """Hold the gallery row until the transaction ends (404 when there is none)."""
-        self._gallery(cursor, name)
+        return self._gallery(cursor, name)
 
     def _check_room(
-        self, cursor: Cursor, name: str, product_id: str, adding: int, limits: GalleryLimits
+        self,
+        cursor: Cursor,
+        record: GalleryRecord,
+        product_id: str,
+        adding: int,
+        limits: GalleryLimits,
     ) -> int:
+        name = record.name
         cursor.execute(
             self._sql(
                 "SELECT COUNT(*) FROM gallery_references WHERE gallery = ? AND product_id = ?"
@@ -237,7 +244,7 @@ class SqlGalleryStore(ABC):
                     gallery=name,
                     product_id=product_id,
                 )
-            self._bump(cursor, name)
+            self._bump(cursor, name, products=-1, references=-deleted)
         return deleted
 
     def delete_gallery(self, name: str) -> None:
@@ -271,8 +278,7 @@ class SqlGalleryStore(ABC):
 
     def _gallery(self, cursor: Cursor, name: str, lock: str = "") -> GalleryRecord:
         cursor.execute(
-            self._sql(f"SELECT {_GALLERY_COLUMNS}, {_COUNTS} FROM galleries g WHERE name = ?")
-            + lock,
+            self._sql(f"SELECT {_GALLERY_COLUMNS}, {_COUNTS} FROM galleries WHERE name = ?") + lock,
             (name,),
         )
         row = cursor.fetchone()
@@ -280,9 +286,14 @@ class SqlGalleryStore(ABC):
             raise _not_found(name)
         return _record(row)
 
-    def _bump(self, cursor: Cursor, name: str) -> None:
+    def _bump(self, cursor: Cursor, name: str, *, products: int, references: int) -> None:
         cursor.execute(
-            self._sql("UPDATE galleries SET generation = generation + 1 WHERE name = ?"), (name,)
+            self._sql(
+                "UPDATE galleries SET generation = generation + 1, "
+                "product_count = product_count + ?, reference_count = reference_count + ? "
+                "WHERE name = ?"
+            ),
+            (products, references, name),
         )
 
 

@@ -45,10 +45,7 @@ def snapshot(vectors: list[list[float]], products: list[str]) -> GallerySnapshot
 
 
 def test_search_ranks_products_by_their_best_reference() -> None:
-    index = GalleryIndex(
-        snapshot([[1, 0], [0.9, 0.1], [0, 1], [0.7, 0.7]], ["a", "a", "b", "c"]),
-        max_references_per_product=2,
-    )
+    index = GalleryIndex(snapshot([[1, 0], [0.9, 0.1], [0, 1], [0.7, 0.7]], ["a", "a", "b", "c"]))
     query = torch.nn.functional.normalize(torch.tensor([[1.0, 0.05]]), dim=1)
     [hits] = index.search(query, top_k=2)
     assert [(h.product_id, h.reference_id) for h in hits] == [("a", "r0"), ("c", "r3")]
@@ -91,7 +88,7 @@ def test_perceptual_hash_survives_copies_and_tells_photos_apart() -> None:
     assert hamming_distances(original, stored).max() <= DISTANCE
     others = np.array([perceptual_hash(coffee), perceptual_hash(rocket)], dtype=np.uint64)
     assert hamming_distances(original, others).min() > DISTANCE
-    index = GalleryIndex(snapshot([[1.0, 0.0]], ["cat"]), max_references_per_product=1)
+    index = GalleryIndex(snapshot([[1.0, 0.0]], ["cat"]))
     assert index.duplicate_of(int(stored[0]), DISTANCE) is None  # its stored hash is 0
 
 
