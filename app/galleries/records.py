@@ -51,6 +51,7 @@ class GalleryRecord:
     threshold_source: str
     created_at: datetime
     generation: int
+    pruned_generation: int  # the generation of the last removal
     products: int
     references: int
 
@@ -82,3 +83,16 @@ class GallerySnapshot:
     product_ids: tuple[str, ...]
     embeddings: Embeddings  # [M, D], L2-normalised rows
     phashes: npt.NDArray[np.uint64]  # [M]
+    last_seq: int  # the store's sequence number of the last reference read
+
+
+def extend_snapshot(base: GallerySnapshot, newer: GallerySnapshot) -> GallerySnapshot:
+    """`base` plus the references stored after it (`newer`, read with `after_seq`)."""
+    return GallerySnapshot(
+        gallery=newer.gallery,
+        reference_ids=base.reference_ids + newer.reference_ids,
+        product_ids=base.product_ids + newer.product_ids,
+        embeddings=np.concatenate([base.embeddings, newer.embeddings]),
+        phashes=np.concatenate([base.phashes, newer.phashes]),
+        last_seq=newer.last_seq,
+    )

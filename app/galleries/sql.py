@@ -26,7 +26,8 @@ from app.galleries.records import (
 )
 
 _GALLERY_COLUMNS = (
-    "name, model, model_sha256, embedding_dim, threshold, threshold_source, created_at, generation"
+    "name, model, model_sha256, embedding_dim, threshold, threshold_source, created_at, "
+    "generation, pruned_generation"
 )
 # Kept in the gallery's row by every change (same transaction): reading a gallery is one row,
 # which each match request does (counting 10,000 references took ~2 ms).
@@ -80,6 +81,7 @@ class SqlGalleryStore(ABC):
             "model_sha256 TEXT NOT NULL, embedding_dim INTEGER NOT NULL, "
             "threshold DOUBLE PRECISION NOT NULL, threshold_source TEXT NOT NULL, "
             "created_at TEXT NOT NULL, generation BIGINT NOT NULL, "
+            "pruned_generation BIGINT NOT NULL, "
             "product_count BIGINT NOT NULL, reference_count BIGINT NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS gallery_references (seq {self.serial_type}, "
             "gallery TEXT NOT NULL, product_id TEXT NOT NULL, reference_id TEXT NOT NULL UNIQUE, "
@@ -98,7 +100,7 @@ class SqlGalleryStore(ABC):
             cursor.execute(
                 self._sql(
                     f"INSERT INTO galleries ({_GALLERY_COLUMNS}, {_COUNTS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, 0) ON CONFLICT (name) DO NOTHING"
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0) ON CONFLICT (name) DO NOTHING"
                 ),
                 (
                     new.name,
@@ -244,7 +246,7 @@ class SqlGalleryStore(ABC):
                     gallery=name,
                     product_id=product_id,
                 )
-            self._bump(cursor, name, products=-1, references=-deleted)
+            self._bump(cursor, name, products=-1, references=-deleted, pruned=True)
         return deleted
 
     def delete_gallery(self, name: str) -> None:
@@ -254,26 +256,28 @@ class SqlGalleryStore(ABC):
             cursor.execute(self._sql("DELETE FROM gallery_references WHERE gallery = ?"), (name,))
             cursor.execute(self._sql("DELETE FROM galleries WHERE name = ?"), (name,))
 
-    def snapshot(self, name: str) -> GallerySnapshot:
-        """Every reference of the gallery as one consistent generation."""
+    def snapshot(self, name: str, after_seq: int = 0) -> GallerySnapshot:
+        """The gallery's references stored after `after_seq` (0: all), read with its record in
+        one transaction. Adds to one gallery are serialised, so their sequence numbers commit in
+        order and a reader that has everything up to `after_seq` misses nothing."""
         with self.reading() as cursor:
             record = self._gallery(cursor, name)
             cursor.execute(
                 self._sql(
-                    "SELECT reference_id, product_id, embedding, phash FROM gallery_references "
-                    "WHERE gallery = ? ORDER BY seq"
+                    "SELECT seq, reference_id, product_id, embedding, phash "
+                    "FROM gallery_references WHERE gallery = ? AND seq > ? ORDER BY seq"
                 ),
-                (name,),
+                (name, after_seq),
             )
             rows = cursor.fetchall()
-        dim = record.embedding_dim
-        embeddings = np.frombuffer(b"".join(bytes(row[2]) for row in rows), dtype="<f4")
+        embeddings = np.frombuffer(b"".join(bytes(row[3]) for row in rows), dtype="<f4")
         return GallerySnapshot(
             gallery=record,
-            reference_ids=tuple(row[0] for row in rows),
-            product_ids=tuple(row[1] for row in rows),
-            embeddings=embeddings.reshape(len(rows), dim).astype(np.float32),
-            phashes=np.array([_unsigned(row[3]) for row in rows], dtype=np.uint64),
+            reference_ids=tuple(row[1] for row in rows),
+            product_ids=tuple(row[2] for row in rows),
+            embeddings=embeddings.reshape(len(rows), record.embedding_dim).astype(np.float32),
+            phashes=np.array([_unsigned(row[4]) for row in rows], dtype=np.uint64),
+            last_seq=int(rows[-1][0]) if rows else after_seq,
         )
 
     def _gallery(self, cursor: Cursor, name: str, lock: str = "") -> GalleryRecord:
@@ -286,19 +290,23 @@ class SqlGalleryStore(ABC):
             raise _not_found(name)
         return _record(row)
 
-    def _bump(self, cursor: Cursor, name: str, *, products: int, references: int) -> None:
+    def _bump(
+        self, cursor: Cursor, name: str, *, products: int, references: int, pruned: bool = False
+    ) -> None:
+        # pruned_generation marks a removal: readers must reload, not just fetch what is new.
+        prune = ", pruned_generation = generation + 1" if pruned else ""
         cursor.execute(
             self._sql(
                 "UPDATE galleries SET generation = generation + 1, "
-                "product_count = product_count + ?, reference_count = reference_count + ? "
-                "WHERE name = ?"
+                "product_count = product_count + ?, reference_count = reference_count + ?"
+                f"{prune} WHERE name = ?"
             ),
             (products, references, name),
         )
 
 
 def _record(row: Sequence[Any]) -> GalleryRecord:
-    name, model, sha256, dim, threshold, source, created, generation, products, refs = row
+    name, model, sha256, dim, threshold, source, created, generation, pruned, products, refs = row
     return GalleryRecord(
         name=name,
         model=model,
@@ -308,6 +316,7 @@ def _record(row: Sequence[Any]) -> GalleryRecord:
         threshold_source=source,
         created_at=datetime.fromisoformat(created),
         generation=int(generation),
+        pruned_generation=int(pruned),
         products=int(products),
         references=int(refs),
     )

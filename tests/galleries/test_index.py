@@ -32,6 +32,7 @@ def snapshot(vectors: list[list[float]], products: list[str]) -> GallerySnapshot
         threshold_source="test",
         created_at=datetime.now(UTC),
         generation=1,
+        pruned_generation=0,
         products=len(set(products)),
         references=len(products),
     )
@@ -41,6 +42,7 @@ def snapshot(vectors: list[list[float]], products: list[str]) -> GallerySnapshot
         product_ids=tuple(products),
         embeddings=matrix,
         phashes=np.arange(len(products), dtype=np.uint64),
+        last_seq=len(products),
     )
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from app.errors import GalleryConflict, GalleryFull, GalleryNotFound, ProductNotFound
+from app.galleries.cache import IndexCache
 from app.galleries.records import GalleryLimits, NewGallery, NewReference
 from app.galleries.sql import SqlGalleryStore
 
@@ -119,3 +120,23 @@ def test_concurrent_adds_respect_the_limits_and_stay_whole(
     assert set(counts.values()) == {3}  # no writer's batch was split
     record = gallery_store.gallery("shop")
     assert (record.products, record.references) == (3, 12)  # the kept counters agree
+
+
+@pytest.mark.anyio
+async def test_replica_copies_fetch_additions_and_reload_after_removals(
+    gallery_store: SqlGalleryStore,
+) -> None:
+    cache = IndexCache(gallery_store)
+    gallery_store.create_gallery(new_gallery())
+    gallery_store.add_references("shop", "a", references(2, seed=1), LIMITS)
+    first = await cache.current(gallery_store.gallery("shop"))
+    gallery_store.add_references("shop", "b", references(3, seed=2), LIMITS)
+    extended = await cache.current(gallery_store.gallery("shop"))
+    whole = gallery_store.snapshot("shop")
+    assert extended is not first and extended.snapshot.reference_ids == whole.reference_ids
+    np.testing.assert_array_equal(extended.snapshot.embeddings, whole.embeddings)
+    assert gallery_store.snapshot("shop", whole.last_seq).reference_ids == ()  # nothing newer
+    gallery_store.delete_product("shop", "a")
+    gallery_store.add_references("shop", "c", references(1, seed=3), LIMITS)
+    reloaded = await cache.current(gallery_store.gallery("shop"))
+    assert reloaded.snapshot.product_ids == ("b",) * 3 + ("c",)
