@@ -7,17 +7,15 @@ A gallery of `--references` references (random unit vectors: the exact search co
 whatever they are) is written straight into a fresh embedded store; then one server answers
 `--rounds` pairs of load windows, /classify and /match alternating so that a noisy moment hits
 both alike. Prints each route's median images/s with its range and the match/classify ratio;
-then the add-reference throughput (8 photos a request, 4 clients) and the store's size per 1,000
-references.
+then the add-reference throughput into that gallery (8 photos a request, 4 clients) and the
+store's size per 1,000 references.
 """
 
 import argparse
 import asyncio
-import json
 import sqlite3
 import statistics
 import tempfile
-import urllib.request
 from contextlib import closing
 from pathlib import Path
 
@@ -127,22 +125,12 @@ def _paired_rounds(
 
 
 def _add_rate(port: int, args: argparse.Namespace, photos: list[tuple[str, bytes]]) -> float:
-    create = urllib.request.Request(
-        f"http://127.0.0.1:{port}/galleries/adds",
-        json.dumps({"model": args.model, "threshold": 0.5}).encode(),
-        {"Content-Type": "application/json"},
-        method="PUT",
-    )
-    urllib.request.urlopen(create, timeout=30).close()
+    """New products of 8 photos each, added to the full gallery (its copy in memory is
+    extended, and duplicates checked against all of it, on every addition)."""
     batch = [photos[i % len(photos)] for i in range(8)]
+    path = "/galleries/bench/products/new-{}/references"
     payloads = [
-        (
-            multipart_request(
-                "127.0.0.1", port, f"/galleries/adds/products/p{i}/references", batch
-            ),
-            8,
-        )
-        for i in range(200)
+        (multipart_request("127.0.0.1", port, path.format(i), batch), 8) for i in range(200)
     ]
     result = asyncio.run(run_load("127.0.0.1", port, payloads, 4, args.duration))
     _check(result, "add references")
@@ -167,7 +155,7 @@ def _report(
         f"  match / classify: median {statistics.median(ratios):.3f} per pair "
         f"(range {min(ratios):.3f}-{max(ratios):.3f})"
     )
-    print(f"  add references: {added:.1f} images/s (8 a request, 4 clients)")
+    print(f"  add references to it: {added:.1f} images/s (8 a request, 4 clients)")
     print(f"  store: {size / args.references * 1000 / 1e6:.2f} MB per 1,000 references")
 
 
