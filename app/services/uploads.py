@@ -5,7 +5,6 @@ import hashlib
 import logging
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 
@@ -50,8 +49,10 @@ class ImagePreparer:
     ) -> list[PreparedImage | ServiceError]:
         """One entry per upload, in order: the tensor, or why that upload cannot be used."""
         loop = asyncio.get_running_loop()
-        prepare = partial(self.prepare, spec=spec, fingerprint=fingerprint)
-        jobs = [loop.run_in_executor(self._executor, prepare, upload) for upload in uploads]
+        jobs = [
+            loop.run_in_executor(self._executor, self.prepare, upload, spec, fingerprint)
+            for upload in uploads
+        ]
         return list(await asyncio.gather(*jobs))
 
     async def digest_all(self, uploads: list[Upload]) -> list[str]:
