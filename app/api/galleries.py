@@ -4,7 +4,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
-from app.api.deps import GalleriesDep, UploadsDep, require_api_key
+from app.api.deps import (
+    GalleriesDep,
+    GalleryName,
+    GalleryTargetDep,
+    GalleryUploadsDep,
+    require_api_key,
+)
 from app.api.responses import ERROR_RESPONSES
 from app.api.uploads import IMAGE_REQUEST_BODY
 from app.galleries.records import NAME_PATTERN
@@ -26,9 +32,6 @@ router = APIRouter(
     responses=ERROR_RESPONSES,
 )
 
-GalleryName = Annotated[
-    str, Path(pattern=NAME_PATTERN, description="1-128 characters of [A-Za-z0-9._-]")
-]
 ProductId = Annotated[
     str, Path(pattern=NAME_PATTERN, description="1-128 characters of [A-Za-z0-9._-]")
 ]
@@ -72,10 +75,13 @@ async def delete_gallery(gallery: GalleryName, services: GalleriesDep) -> None:
     openapi_extra=IMAGE_REQUEST_BODY,
 )
 async def add_references(
-    gallery: GalleryName, product_id: ProductId, uploads: UploadsDep, services: GalleriesDep
+    target: GalleryTargetDep,
+    product_id: ProductId,
+    uploads: GalleryUploadsDep,
+    services: GalleriesDep,
 ) -> AddReferencesResponse:
     """Add reference photos of a product (multipart `image` fields); all usable ones or none."""
-    return await service.add_references(services, gallery, product_id, uploads)
+    return await service.add_references(services, target, product_id, uploads)
 
 
 @router.delete("/{gallery}/products/{product_id}", response_model=DeleteProductResponse)
@@ -93,8 +99,8 @@ async def delete_product(
     openapi_extra=IMAGE_REQUEST_BODY,
 )
 async def match(
-    gallery: GalleryName,
-    uploads: UploadsDep,
+    target: GalleryTargetDep,
+    uploads: GalleryUploadsDep,
     services: GalleriesDep,
     *,
     top_k: Annotated[int, Query(ge=1, le=100, description="Products per image.")] = 5,
@@ -110,5 +116,5 @@ async def match(
 ) -> MatchResponse:
     """Match images against the gallery's products (multipart `image` fields, or a raw body)."""
     return await match_uploads(
-        services, gallery, uploads, top_k=top_k, threshold=threshold, explain=explain
+        services, target, uploads, top_k=top_k, threshold=threshold, explain=explain
     )

@@ -34,6 +34,7 @@ from app.schemas import (
 )
 from app.services.pipeline import (
     Outcome,
+    ReservedUploads,
     error_body,
     failed_upload_digests,
     model_ref,
@@ -61,6 +62,20 @@ class GalleryServices:
 async def in_thread(function: Callable[..., T], *args: object) -> T:
     """A blocking store call, off the event loop."""
     return await anyio.to_thread.run_sync(function, *args)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GalleryTarget:
+    """A gallery as stored and the served model it is bound to (checked)."""
+
+    record: GalleryRecord
+    served: ServedModel
+
+
+async def gallery_target(services: GalleryServices, name: str) -> GalleryTarget:
+    """The gallery (404) and its model, refused (409) when it cannot serve the gallery."""
+    record = await in_thread(services.store.gallery, name)
+    return GalleryTarget(record=record, served=bound_model(services, record))
 
 
 def embedding_model(registry: ModelRegistry, name: str) -> ServedModel:
@@ -178,11 +193,10 @@ def keep_embeddings(embeddings: torch.Tensor) -> list[Embeddings]:
 
 
 async def add_references(
-    services: GalleryServices, name: str, product_id: str, uploads: list[Upload]
+    services: GalleryServices, target: GalleryTarget, product_id: str, uploads: ReservedUploads
 ) -> AddReferencesResponse:
     """Embed and hash every usable upload, then store them all in one transaction."""
-    record = await in_thread(services.store.gallery, name)
-    served = bound_model(services, record)
+    record, served, name = target.record, target.served, target.record.name
     outcomes = await run_uploads(
         uploads,
         served,
@@ -195,14 +209,14 @@ async def add_references(
     index = await services.indexes.current(record)  # duplicates of what was stored before
     new = {
         position: _new_reference(upload, outcome)
-        for position, (upload, outcome) in enumerate(zip(uploads, outcomes, strict=True))
+        for position, (upload, outcome) in enumerate(zip(uploads.images, outcomes, strict=True))
         if isinstance(outcome, tuple)
     }
     ids, held = await in_thread(
         services.store.add_references, name, product_id, list(new.values()), services.limits
     )
     reference_ids = dict(zip(new, ids, strict=True))
-    digests = await failed_upload_digests(uploads, outcomes, services.preparer)
+    digests = await failed_upload_digests(uploads.images, outcomes, services.preparer)
     results = [
         _reference_result(
             position,
@@ -213,7 +227,7 @@ async def add_references(
             index=index,
             duplicate_distance=services.duplicate_distance,
         )
-        for position, (upload, outcome) in enumerate(zip(uploads, outcomes, strict=True))
+        for position, (upload, outcome) in enumerate(zip(uploads.images, outcomes, strict=True))
     ]
     return AddReferencesResponse(
         gallery=name,

@@ -5,20 +5,21 @@ from app.runtime.inference import ClassifiedImage, ClassifyInput
 from app.runtime.registry import ServedModel
 from app.schemas import GalleryMatch, MatchResponse, MatchResult
 from app.services.explanations import heat_map, require_explaining, similarity_map
-from app.services.galleries import (
-    GalleryServices,
-    bound_model,
-    duplicate_public,
-    in_thread,
+from app.services.galleries import GalleryServices, GalleryTarget, duplicate_public
+from app.services.pipeline import (
+    Outcome,
+    ReservedUploads,
+    error_body,
+    failed_upload_digests,
+    model_ref,
+    run_uploads,
 )
-from app.services.pipeline import Outcome, error_body, failed_upload_digests, model_ref, run_uploads
-from app.services.uploads import Upload
 
 
 async def match_uploads(
     services: GalleryServices,
-    name: str,
-    uploads: list[Upload],
+    target: GalleryTarget,
+    uploads: ReservedUploads,
     *,
     top_k: int,
     threshold: float | None,
@@ -29,8 +30,7 @@ async def match_uploads(
     The search runs in the model's batcher, on the batch's embeddings at once, against the
     gallery generation current when the request started.
     """
-    record = await in_thread(services.store.gallery, name)
-    served = bound_model(services, record)
+    record, served, name = target.record, target.served, target.record.name
     if explain:
         require_explaining(served)
     index = await services.indexes.current(record)
@@ -45,7 +45,7 @@ async def match_uploads(
         fingerprint=True,
     )
     accept = record.threshold if threshold is None else threshold
-    digests = await failed_upload_digests(uploads, outcomes, services.preparer)
+    digests = await failed_upload_digests(uploads.images, outcomes, services.preparer)
     results = [
         _result(
             position,
@@ -56,7 +56,7 @@ async def match_uploads(
             accept=accept,
             duplicate_distance=services.duplicate_distance,
         )
-        for position, (upload, outcome) in enumerate(zip(uploads, outcomes, strict=True))
+        for position, (upload, outcome) in enumerate(zip(uploads.images, outcomes, strict=True))
     ]
     if explain:
         await _add_heat_maps(results, outcomes, index, served)

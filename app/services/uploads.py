@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import logging
+import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ class PreparedImage:
     width: int
     height: int
     sha256: str
+    decode_s: float = 0.0  # decoding and preprocessing, for the metrics
     phash: int | None = None  # the perceptual hash, when the caller asked for one
 
 
@@ -67,6 +69,7 @@ class ImagePreparer:
         """Decode and preprocess one upload (runs in a worker thread); hash it if `fingerprint`."""
         if upload.error is not None:
             return upload.error
+        started = time.perf_counter()
         try:
             decoded = decode_image(upload.data, self.limits, draft_size(spec))
             pixels = preprocess_image(decoded.image, spec)
@@ -81,6 +84,7 @@ class ImagePreparer:
             width=decoded.width,
             height=decoded.height,
             sha256=upload_sha256(upload),
+            decode_s=time.perf_counter() - started,
             phash=phash,
         )
 
