@@ -68,6 +68,9 @@ COPY models/ /models/
 
 USER 10001:10001
 WORKDIR /home/visionserve
+# The embedded gallery store (VISION_GALLERY_DIR, relative to here); compose mounts a volume on
+# it, which takes this folder's owner.
+RUN mkdir galleries
 EXPOSE 8000
 # /readyz is 200 once every model is loaded and warmed up; loading takes seconds on CPU.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \

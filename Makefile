@@ -21,6 +21,10 @@ SEGMENTER_RECIPE := --data builtin:scenes-seg --arch lraspp_mobilenet_v2 --scene
 # Tests that need Fashion-MNIST or the scene photos skip (saying why) when they cannot be
 # installed, e.g. without root.
 DATA_OR_SKIP := $(MAKE) -s data || echo "note: dataset-fashion-mnist or the scene photos not installed; tests needing them skip"
+# The gallery tests start a throwaway PostgreSQL server (tests/galleries/postgres.py) from
+# Debian's packages; without them (e.g. no root to install) those tests skip, saying why.
+POSTGRES_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
+POSTGRES_OR_SKIP := $(MAKE) -s postgres || echo "note: PostgreSQL not installed; the tests needing it skip"
 
 # One single-threaded DDP process per core: OpenMP teams stall on a shared 2-core machine.
 TORCHRUN := OMP_NUM_THREADS=1 $(VENV)/bin/torchrun --nproc_per_node=2
@@ -28,7 +32,8 @@ FASHION_RECIPE := --data builtin:fashion-mnist --arch smallcnn_large --epochs 30
 	--random-erasing 0.25 --channels-last on --workers 0 --name fashion-products \
 	--unknown builtin:objects --target-tpr 0.97
 
-.PHONY: install lock openapi data scenes-data serve test test-all lint typecheck check models bench stress client-models
+.PHONY: install lock openapi data scenes-data postgres serve test test-all lint typecheck check models \
+	bench stress client-models
 
 install: $(STAMP)
 
@@ -64,15 +69,21 @@ $(SCENE_SOURCES) &:
 $(FASHION_MNIST):
 	$(APT_INSTALL) dataset-fashion-mnist || (apt-get update -qq && $(APT_INSTALL) dataset-fashion-mnist)
 
+# Debian's PostgreSQL server binaries (the cluster itself is made per test session).
+postgres:
+	@test -n "$(POSTGRES_INITDB)" || $(APT_INSTALL) postgresql || (apt-get update -qq && $(APT_INSTALL) postgresql)
+
 serve: $(STAMP)
 	$(PY) -m app
 
 test: $(STAMP)
 	@$(DATA_OR_SKIP)
+	@$(POSTGRES_OR_SKIP)
 	$(PY) -m pytest -m 'not slow'
 
 test-all: $(STAMP)
 	@$(DATA_OR_SKIP)
+	@$(POSTGRES_OR_SKIP)
 	$(PY) -m pytest
 
 lint: $(STAMP)
@@ -100,6 +111,7 @@ client-models: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.serve --model imagenet-mobilenet-v2
+	$(PY) -m bench.gallery --model imagenet-mobilenet-v2
 	test ! -d models/objects-detector || $(PY) -m bench.serve --model objects-detector
 	test ! -d models/objects-segmenter || $(PY) -m bench.serve --model objects-segmenter
 

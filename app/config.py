@@ -64,6 +64,16 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=512, ge=1)
     shutdown_drain_s: float = Field(default=2.0, ge=0.0, description="listener open after SIGTERM")
 
+    # Reference galleries (README "Reference galleries"): the embedded SQLite store lives in
+    # GALLERY_DIR unless GALLERY_URL names a PostgreSQL database that replicas share.
+    gallery_dir: Path = Path("galleries")
+    gallery_url: str | None = Field(default=None, repr=False, pattern=r"^postgres(ql)?://")
+    gallery_max_references_per_product: int = Field(default=50, ge=1, le=10_000)
+    gallery_max_products: int = Field(default=10_000, ge=1)
+    gallery_duplicate_distance: int = Field(
+        default=9, ge=0, le=64, description="differing bits of the 64-bit perceptual hash"
+    )
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, description="uvicorn processes, each with every model")

@@ -145,3 +145,45 @@ class InternalError(ServiceError):
 
 class ModelLoadError(Exception):
     """A model in the store cannot be served (bad hash, bad card, unloadable archive)."""
+
+
+class GalleryNotFound(ServiceError):
+    """The named gallery does not exist."""
+
+    status_code = 404
+    code = "gallery_not_found"
+
+
+class ProductNotFound(ServiceError):
+    """The gallery has no product with that id."""
+
+    status_code = 404
+    code = "product_not_found"
+
+
+class GalleryConflict(ServiceError):
+    """The gallery exists with another model, or its model's archive changed since it was built."""
+
+    status_code = 409
+    code = "gallery_conflict"
+
+
+class CannotEmbed(ServiceError):
+    """The model's card has no embedding output, so it cannot fill or search a gallery."""
+
+    status_code = 409
+    code = "cannot_embed"
+
+
+class CannotExplain(ServiceError):
+    """`explain=true` was asked of a model whose card has no activation-map outputs."""
+
+    status_code = 409
+    code = "cannot_explain"
+
+
+class GalleryFull(ServiceError):
+    """The product or the gallery would pass its reference or product bound."""
+
+    status_code = 413
+    code = "gallery_full"

@@ -14,13 +14,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from app.api import classify, detect, docs, health, models, open_inference, segment
+from app.api import classify, detect, docs, galleries, health, models, open_inference, segment
 from app.api.deps import reject_unknown_query, require_api_key
 from app.api.middleware import BodyGuardMiddleware, BodyLimits, RequestContextMiddleware
 from app.api.responses import is_protocol_path, render_error
 from app.api.state import LIFECYCLE_KEY, AppState, Lifecycle
 from app.config import Settings
 from app.errors import InternalError, ModelLoadError, ServiceError, ValidationFailed
+from app.galleries.cache import IndexCache
+from app.galleries.records import GalleryLimits
+from app.galleries.sql import SqlGalleryStore
+from app.galleries.store import open_store
 from app.imaging import ImageLimits
 from app.memory import release_free_memory, tune_allocator
 from app.observability import ServiceMetrics, configure_logging
@@ -29,6 +33,7 @@ from app.runtime.batching import BatchPolicy
 from app.runtime.device import available_cores, plan_threads, resolve_device
 from app.runtime.registry import ModelRegistry
 from app.runtime.signing import KeyFileError, TrustedKey, load_trusted_keys
+from app.services.galleries import GalleryServices
 from app.services.uploads import ImagePreparer
 
 logger = logging.getLogger(__name__)
@@ -65,7 +70,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(HTTPException, _http_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _internal_error_handler)
 
-    for router in (classify.router, detect.router, segment.router, models.router, health.router):
+    routers = (
+        classify.router,
+        detect.router,
+        segment.router,
+        galleries.router,
+        models.router,
+        health.router,
+    )
+    for router in routers:
         app.include_router(router)
     app.include_router(open_inference.router)  # /v2: KServe and Triton clients
     app.include_router(open_inference.models_router)
@@ -102,15 +115,48 @@ async def _lifespan(
     )
     decode_threads = settings.decode_threads or available_cores()
     lifecycle = Lifecycle()
+    store = await anyio.to_thread.run_sync(open_store, settings.gallery_dir, settings.gallery_url)
     with ThreadPoolExecutor(decode_threads, thread_name_prefix="decode") as pool:
+        preparer = ImagePreparer(limits, pool)
         app.state.services = AppState(
-            settings, registry, ImagePreparer(limits, pool), metrics, lifecycle
+            settings,
+            registry,
+            preparer,
+            metrics,
+            lifecycle,
+            gallery_services(settings, store, registry, preparer, metrics),
         )
         logger.info("ready: %d model(s) on %s", len(registry.models), registry.device)
+        logger.info("galleries in %s", store.location)
         try:
             yield {LIFECYCLE_KEY: lifecycle}  # the server flips it on SIGTERM
         finally:
             registry.stop()
+            store.close()
+
+
+def gallery_services(
+    settings: Settings,
+    store: SqlGalleryStore,
+    registry: ModelRegistry,
+    preparer: ImagePreparer,
+    metrics: ServiceMetrics,
+) -> GalleryServices:
+    """What gallery requests share, from the settings."""
+    cap = settings.gallery_max_references_per_product
+    return GalleryServices(
+        store=store,
+        indexes=IndexCache(store),
+        limits=GalleryLimits(
+            max_references_per_product=cap,
+            max_products_per_gallery=settings.gallery_max_products,
+        ),
+        duplicate_distance=settings.gallery_duplicate_distance,
+        registry=registry,
+        preparer=preparer,
+        timeout_s=settings.request_timeout_s,
+        metrics=metrics,
+    )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

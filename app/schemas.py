@@ -1,8 +1,9 @@
 """Response and error schemas: the HTTP contract (README "The API"), shared by api and services."""
 
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.runtime.card import ModelCard
 from app.runtime.tuning import Tuning
@@ -38,6 +39,13 @@ class Prediction(BaseModel):
     score: float
 
 
+class HeatMap(BaseModel):
+    """Where the model looked for its top answer: a grey PNG the size of the upright upload."""
+
+    format: Literal["png"] = "png"
+    data: str = Field(description="base64 PNG, 0 = no evidence, 255 = the strongest")
+
+
 class ClassificationResult(BaseModel):
     """The answer for one uploaded image: predictions, or the error that image got.
 
@@ -58,6 +66,9 @@ class ClassificationResult(BaseModel):
         default=None, description="higher = less like anything the model was trained on"
     )
     predictions: list[Prediction] | None = None
+    heat_map: HeatMap | None = Field(
+        default=None, description="explain=true: the class activation map of the top class"
+    )
     error: ErrorBody | None = None
 
 
@@ -221,3 +232,127 @@ class HealthResponse(BaseModel):
     """Liveness and readiness answers."""
 
     status: str
+
+
+class GalleryCreateRequest(BaseModel):
+    """PUT /galleries/{gallery}: the embedding model, and optionally the match threshold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="a served classifier whose card lists the embedding output")
+    threshold: float | None = Field(
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        description="cosine similarity at or above which a match is `match`; default: the "
+        "threshold chosen on held-out data for this model (its card)",
+    )
+
+
+class ProductPublic(BaseModel):
+    """A product and its number of reference photos."""
+
+    product_id: str
+    references: int
+
+
+class GalleryPublic(BaseModel):
+    """A gallery: its model (bound by sha256), threshold and size."""
+
+    name: str
+    model: str
+    model_sha256: str
+    embedding_dim: int
+    threshold: float
+    threshold_source: str = Field(description="where the default threshold came from")
+    product_count: int
+    reference_count: int
+    embedding_bytes: int = Field(description="memory the references' embeddings take")
+    created_at: datetime
+    generation: int = Field(description="grows with every change to the gallery")
+
+
+class GalleryResponse(GalleryPublic):
+    """GET/PUT /galleries/{gallery}: the gallery and its products."""
+
+    products: list[ProductPublic]
+
+
+class GalleriesResponse(BaseModel):
+    """GET /galleries."""
+
+    galleries: list[GalleryPublic]
+
+
+class DuplicatePublic(BaseModel):
+    """A stored reference that an upload nearly duplicates (perceptual hash distance)."""
+
+    reference_id: str
+    product_id: str
+    distance: int = Field(description="differing bits of the 64-bit perceptual hash")
+
+
+class ReferenceResult(BaseModel):
+    """One uploaded reference photo: its new reference id, or that upload's error."""
+
+    index: int
+    filename: str | None
+    image_sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+    reference_id: str | None = None
+    duplicate_of: DuplicatePublic | None = None
+    error: ErrorBody | None = None
+
+
+class AddReferencesResponse(BaseModel):
+    """POST .../references: one result per upload; the usable ones were stored together."""
+
+    gallery: str
+    product_id: str
+    model: ModelRef
+    added: int
+    references: int = Field(description="the product's references after this request")
+    results: list[ReferenceResult]
+
+
+class GalleryMatch(BaseModel):
+    """A product and its most similar reference."""
+
+    product_id: str
+    reference_id: str
+    similarity: float
+
+
+class MatchResult(BaseModel):
+    """The answer for one uploaded image: products best first and a decision, or its error."""
+
+    index: int
+    filename: str | None
+    image_sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+    decision: Literal["match", "unknown"] | None = None
+    matches: list[GalleryMatch] | None = None
+    duplicate_of: DuplicatePublic | None = None
+    heat_map: HeatMap | None = Field(
+        default=None, description="explain=true: each cell's share of the top similarity"
+    )
+    error: ErrorBody | None = None
+
+
+class MatchResponse(BaseModel):
+    """POST /galleries/{gallery}/match: one result per uploaded image, in upload order."""
+
+    gallery: str
+    model: ModelRef
+    threshold: float = Field(description="the gallery's, or the request's `threshold`")
+    results: list[MatchResult]
+
+
+class DeleteProductResponse(BaseModel):
+    """DELETE .../products/{product_id}."""
+
+    gallery: str
+    product_id: str
+    deleted_references: int

@@ -97,6 +97,15 @@ def tuning_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield directory
 
 
+@pytest.fixture(scope="session", autouse=True)
+def gallery_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The embedded gallery store goes to a temporary folder, never the repository."""
+    directory = tmp_path_factory.mktemp("galleries")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VISION_GALLERY_DIR", str(directory))
+        yield directory
+
+
 @pytest.fixture(scope="session")
 def model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model store holding the tiny classifier, exported through the real exporter."""

@@ -20,6 +20,7 @@ from training.core.config import ConfigError
 from training.core.datacheck import DatasetError
 from training.core.report import METRICS_JSON
 from training.core.weights import install_offline_weights
+from training.galleries import cli as galleries_cli
 from training.tasks import export_run, task_for, task_of_model
 from training.train_cli import train_command
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         "export": _export,
         "sign": _sign,
         "keygen": _keygen,
-    }
+    } | galleries_cli.COMMANDS
     return _guarded(lambda: commands[args.command](args))
 
 
@@ -97,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_export(
         commands.add_parser("export", help="export a torchvision classifier or a run to models/")
     )
+    galleries_cli.add_commands(commands)
     sign = commands.add_parser("sign", help="sign exported model folders (Ed25519)")
     sign.add_argument("--key", type=Path, required=True, help="private key file (PEM or OpenSSH)")
     sign.add_argument("models", type=Path, nargs="+", help="models/<name> folders")

@@ -24,6 +24,7 @@ async def classify(
     served: ClassifierDep,
     uploads: ClassifierUploadsDep,
     state: StateDep,
+    *,
     top_k: Annotated[int, Query(ge=1, le=100, description="Classes per image.")] = 5,
     min_probability: Annotated[
         float | None,
@@ -34,6 +35,9 @@ async def classify(
             "(default: the card's); calibrated models only.",
         ),
     ] = None,
+    explain: Annotated[
+        bool, Query(description="Add a heat map of where the model saw its top class.")
+    ] = False,
 ) -> ClassifyResponse:
     """Classify one or more images (multipart `image` fields, or a raw image/* body)."""
     return await classify_uploads(
@@ -44,4 +48,5 @@ async def classify(
         preparer=state.preparer,
         timeout_s=state.settings.request_timeout_s,
         metrics=state.metrics,
+        explain=explain,
     )

@@ -5,7 +5,7 @@ import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -14,8 +14,10 @@ from app.api.state import AppState
 from app.api.uploads import read_uploads
 from app.config import Settings
 from app.errors import NotReady, Unauthorized, ValidationFailed
+from app.galleries.records import NAME_PATTERN
 from app.request_context import note
 from app.runtime.registry import ModelRegistry, ServedModel
+from app.services.galleries import GalleryServices, GalleryTarget, gallery_target
 from app.services.pipeline import ReservedUploads
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from VISION_API_KEYS.")
@@ -130,7 +132,14 @@ async def get_segmenter(
     return served
 
 
+async def get_galleries(state: StateDep) -> GalleryServices:
+    """The gallery store and indexes (opened in the lifespan)."""
+    assert state.galleries is not None  # the lifespan opens the store before serving
+    return state.galleries
+
+
 ClassifierDep = Annotated[ServedModel, Depends(get_classifier)]
+GalleriesDep = Annotated[GalleryServices, Depends(get_galleries)]
 DetectorDep = Annotated[ServedModel, Depends(get_detector)]
 SegmenterDep = Annotated[ServedModel, Depends(get_segmenter)]
 
@@ -178,3 +187,29 @@ async def get_segmenter_uploads(
 ClassifierUploadsDep = Annotated[ReservedUploads, Depends(get_classifier_uploads, scope="function")]
 DetectorUploadsDep = Annotated[ReservedUploads, Depends(get_detector_uploads, scope="function")]
 SegmenterUploadsDep = Annotated[ReservedUploads, Depends(get_segmenter_uploads, scope="function")]
+
+GalleryName = Annotated[
+    str, Path(pattern=NAME_PATTERN, description="1-128 characters of [A-Za-z0-9._-]")
+]
+
+
+async def get_gallery_target(gallery: GalleryName, services: GalleriesDep) -> GalleryTarget:
+    """The gallery and its bound model (404, 409), refused at once if the model's queue is full."""
+    target = await gallery_target(services, gallery)
+    note(model=target.served.name, model_version=target.served.card.version)
+    target.served.batcher.refuse_if_full()
+    return target
+
+
+GalleryTargetDep = Annotated[GalleryTarget, Depends(get_gallery_target)]
+
+
+async def get_gallery_uploads(
+    request: Request, settings: SettingsDep, target: GalleryTargetDep
+) -> AsyncIterator[ReservedUploads]:
+    """The uploads, reserved in the queue of the gallery's model."""
+    async for uploads in reserved_uploads(request, settings, target.served):
+        yield uploads
+
+
+GalleryUploadsDep = Annotated[ReservedUploads, Depends(get_gallery_uploads, scope="function")]

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from app.config import Settings
 from app.observability import ServiceMetrics
 from app.runtime.registry import ModelRegistry
+from app.services.galleries import GalleryServices
 from app.services.uploads import ImagePreparer
 
 # The key under which the lifespan hands its Lifecycle to the server (ASGI lifespan state).
@@ -27,3 +28,4 @@ class AppState:
     preparer: ImagePreparer
     metrics: ServiceMetrics
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    galleries: GalleryServices | None = None

@@ -15,8 +15,16 @@ REFERENCE_FILENAME = "openset_references.pt"
 Task = Literal["classify", "detect", "segment"]
 Interpolation = Literal["nearest", "bilinear", "bicubic"]
 # What a classifier's forward returns, in order: logits [N, C] alone (a plain tensor), or a
-# tuple that adds the L2-normalised pooled penultimate features [N, D] ("embedding").
-ClassifierOutput = Literal["logits", "embedding"]
+# tuple that adds the L2-normalised pooled penultimate features [N, D] ("embedding"), and then
+# the activation maps behind them: "embedding_map" [N, D, h, w], the embedding spread over the
+# last feature map's cells (its sum over h, w is the embedding), and "class_map" [N, h, w], the
+# class activation map (CAM) of each image's top class (head weights x features, bias left out).
+ClassifierOutput = Literal["logits", "embedding", "embedding_map", "class_map"]
+CLASSIFIER_OUTPUTS: tuple[tuple[ClassifierOutput, ...], ...] = (
+    ("logits",),
+    ("logits", "embedding"),
+    ("logits", "embedding", "embedding_map", "class_map"),
+)
 OpenSetMethod = Literal["msp", "energy", "knn"]
 # Masks are 8-bit PNGs of class ids.
 MAX_SEGMENT_CLASSES = 256
@@ -144,6 +152,24 @@ class CalibrationSpec(_Strict):
     open_set: OpenSetSpec
 
 
+class SimilaritySpec(_Strict):
+    """Where a reference-gallery match begins for this model's embedding, chosen on held-out data.
+
+    A query is `match` when its best cosine similarity to a gallery reference is at or above
+    `threshold`. Measured with `references` photos per product in the gallery: `top1` of held-out
+    photos of gallery products, `match_rate` of those answered match, and `unknown_rate` of
+    photos of products not in the gallery answered unknown.
+    """
+
+    threshold: float = Field(ge=-1.0, le=1.0)
+    data: str
+    references: int = Field(ge=1)
+    top1: float
+    match_rate: float
+    unknown_rate: float
+    note: str = ""
+
+
 class ModelCard(_Strict):
     """Self-description embedded in model.pt and written beside it as card.json."""
 
@@ -163,6 +189,7 @@ class ModelCard(_Strict):
     outputs: tuple[ClassifierOutput, ...] = ("logits",)
     embedding_dim: int | None = Field(default=None, ge=1)
     calibration: CalibrationSpec | None = None
+    similarity: SimilaritySpec | None = None
 
     @model_validator(mode="after")
     def _task_fields_agree(self) -> "ModelCard":
@@ -188,12 +215,14 @@ class ModelCard(_Strict):
             raise ValueError("`background_class_id` must index the labels")
 
     def _check_outputs(self) -> None:
-        if self.outputs not in (("logits",), ("logits", "embedding")):
-            raise ValueError("`outputs` must be ['logits'] or ['logits', 'embedding']")
+        if self.outputs not in CLASSIFIER_OUTPUTS:
+            raise ValueError(f"`outputs` must be one of {[list(o) for o in CLASSIFIER_OUTPUTS]}")
         if self.task != "classify" and (self.outputs != ("logits",) or self.calibration):
             raise ValueError("`outputs` and `calibration` describe classifiers only")
         if self.embeds != (self.embedding_dim is not None):
             raise ValueError("`embedding_dim` is given exactly when `outputs` has 'embedding'")
+        if self.similarity is not None and not self.embeds:
+            raise ValueError("`similarity` needs the embedding output")
         open_set = self.calibration.open_set if self.calibration else None
         if open_set and open_set.method == "knn" and not (self.embeds and open_set.references):
             raise ValueError("the knn open-set method needs the embedding output and references")
@@ -202,6 +231,11 @@ class ModelCard(_Strict):
     def embeds(self) -> bool:
         """Whether the model returns an embedding next to its logits."""
         return "embedding" in self.outputs
+
+    @property
+    def explains(self) -> bool:
+        """Whether the model returns its activation maps (explain=true)."""
+        return "class_map" in self.outputs
 
     def to_json(self) -> str:
         """Canonical JSON, as embedded in the archive."""

@@ -1,6 +1,6 @@
 """Batched classifier calls: the functions the batcher's worker threads run."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,13 +10,20 @@ from app.runtime.card import ModelCard
 from app.runtime.loader import LoadedModel
 from app.runtime.openset import OpenSetScorer, calibrated_probabilities, scorer_for
 
+# Called in the worker thread with the embeddings [n, D] of the batch's items that share it;
+# returns one result per row (a gallery search: every concurrent match is one matrix product).
+EmbeddingSearch = Callable[[torch.Tensor], Sequence[Any]]
+
 
 @dataclass(frozen=True, slots=True)
 class ClassifyInput:
-    """One preprocessed image (CHW uint8) and how many classes the caller wants back."""
+    """One preprocessed image (CHW uint8), how many classes the caller wants back, and an
+    optional search to run on its embedding."""
 
     pixels: torch.Tensor
     top_k: int
+    search: EmbeddingSearch | None = None
+    explain: bool = False  # keep this image's activation maps
 
 
 RankedClasses = list[tuple[int, float]]
@@ -28,6 +35,16 @@ class ClassifiedImage:
 
     ranking: RankedClasses
     unknown_score: float | None  # None for a model without calibration
+    found: Any = None  # what the item's search returned for it
+    maps: "ActivationMaps | None" = None  # when the item asked to explain
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivationMaps:
+    """One image's activation maps on the CPU: embedding_map [D, h, w], class_map [h, w]."""
+
+    embedding_map: torch.Tensor
+    class_map: torch.Tensor
 
 
 def split_outputs(
@@ -47,6 +64,20 @@ def split_outputs(
     return logits, embeddings
 
 
+def split_maps(
+    output: Any, card: ModelCard, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(embedding_map [N, D, h, w], class_map [N, h, w]) when the card lists them, shape-checked."""
+    if not card.explains:
+        return None
+    embedding_map, class_map = output[2], output[3]
+    if embedding_map.dim() != 4 or embedding_map.shape[:2] != (batch_size, card.embedding_dim):
+        raise RuntimeError(f"model {card.name!r} returned embedding_map {embedding_map.shape}")
+    if class_map.shape != (batch_size, *embedding_map.shape[2:]):
+        raise RuntimeError(f"model {card.name!r} returned class_map {class_map.shape}")
+    return embedding_map, class_map
+
+
 def make_classify_runner(
     model: LoadedModel,
 ) -> Callable[[list[ClassifyInput]], list[ClassifiedImage]]:
@@ -60,15 +91,20 @@ def make_classify_runner(
     def run(items: list[ClassifyInput]) -> list[ClassifiedImage]:
         batch = to_device(torch.stack([item.pixels for item in items]))
         with torch.inference_mode():
-            logits, embeddings = split_outputs(model.module(batch), card, len(items))
+            output = model.module(batch)
+            logits, embeddings = split_outputs(output, card, len(items))
+            maps = _kept_maps(items, split_maps(output, card, len(items)))
             k = min(max(item.top_k for item in items), num_labels)
             scores, class_ids = calibrated_probabilities(logits, temperature).topk(k, dim=1)
             unknown = _unknown_scores(scorer, logits, embeddings)
+            found = _run_searches(items, embeddings)
         score_rows, id_rows = scores.cpu().tolist(), class_ids.cpu().tolist()
         return [
             ClassifiedImage(
                 ranking=list(zip(ids[: item.top_k], row[: item.top_k], strict=True)),
                 unknown_score=None if unknown is None else unknown[index],
+                found=found.get(index),
+                maps=maps.get(index),
             )
             for index, (item, ids, row) in enumerate(zip(items, id_rows, score_rows, strict=True))
         ]
@@ -83,6 +119,41 @@ def _unknown_scores(
         return None
     scores: list[float] = scorer(logits, embeddings).cpu().tolist()
     return scores
+
+
+def _kept_maps(
+    items: list[ClassifyInput], maps: tuple[torch.Tensor, torch.Tensor] | None
+) -> dict[int, ActivationMaps]:
+    """The maps of the items that asked to explain, copied off the batch (and the device)."""
+    if maps is None:
+        return {}
+    return {
+        index: ActivationMaps(
+            embedding_map=maps[0][index].float().cpu().clone(),
+            class_map=maps[1][index].float().cpu().clone(),
+        )
+        for index, item in enumerate(items)
+        if item.explain
+    }
+
+
+def _run_searches(items: list[ClassifyInput], embeddings: torch.Tensor | None) -> dict[int, Any]:
+    """Each search once, over the rows of the items that asked for it."""
+    groups: dict[int, list[int]] = {}
+    for index, item in enumerate(items):
+        if item.search is not None:
+            groups.setdefault(id(item.search), []).append(index)
+    if groups and embeddings is None:
+        raise RuntimeError("a search was asked of a model without an embedding output")
+    found: dict[int, Any] = {}
+    for rows in groups.values():
+        search = items[rows[0]].search
+        assert search is not None and embeddings is not None  # grouped above
+        results = search(embeddings[rows])
+        if len(results) != len(rows):
+            raise RuntimeError(f"a search returned {len(results)} results for {len(rows)} rows")
+        found.update(zip(rows, results, strict=True))
+    return found
 
 
 def make_device_transfer(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:

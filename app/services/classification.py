@@ -7,6 +7,7 @@ from app.runtime.inference import ClassifiedImage, ClassifyInput
 from app.runtime.openset import decide
 from app.runtime.registry import ServedModel
 from app.schemas import ClassificationResult, ClassifyResponse, DecisionRule, Prediction
+from app.services.explanations import heat_map, require_explaining
 from app.services.pipeline import (
     Outcome,
     ReservedUploads,
@@ -27,11 +28,15 @@ async def classify_uploads(
     preparer: ImagePreparer,
     timeout_s: float,
     metrics: ServiceMetrics,
+    explain: bool = False,
 ) -> ClassifyResponse:
     """Answer every upload; a lone unusable upload raises its error instead.
 
-    `min_probability` overrides the card's accept probability for this request's decisions.
+    `min_probability` overrides the card's accept probability for this request's decisions;
+    `explain` adds the top class's activation map as a heat map.
     """
+    if explain:
+        require_explaining(served)
     if min_probability is not None and served.card.calibration is None:
         raise NotCalibrated(
             f"{served.name} has no calibration, so it makes no decisions and "
@@ -41,7 +46,7 @@ async def classify_uploads(
     outcomes = await run_uploads(
         uploads,
         served,
-        lambda image: ClassifyInput(image.pixels, top_k),
+        lambda image: ClassifyInput(image.pixels, top_k, explain=explain),
         preparer=preparer,
         timeout_s=timeout_s,
         metrics=metrics,
@@ -54,9 +59,22 @@ async def classify_uploads(
         )
         for index, (upload, outcome) in enumerate(zip(uploads.images, outcomes, strict=True))
     ]
+    if explain:
+        await _add_heat_maps(results, outcomes, served)
     return ClassifyResponse(
         model=model_ref(served), calibrated=rule is not None, decision_rule=rule, results=results
     )
+
+
+async def _add_heat_maps(
+    results: list[ClassificationResult], outcomes: list[Outcome], served: ServedModel
+) -> None:
+    for result, outcome in zip(results, outcomes, strict=True):
+        if isinstance(outcome, tuple) and outcome[1].maps is not None:
+            image, maps = outcome[0], outcome[1].maps
+            result.heat_map = await heat_map(
+                maps.class_map, image.width, image.height, served.card.input
+            )
 
 
 def _decision_rule(

@@ -31,16 +31,18 @@ async def run_uploads(
     preparer: ImagePreparer,
     timeout_s: float,
     metrics: ServiceMetrics,
+    fingerprint: bool = False,
 ) -> list[Outcome]:
     """Per upload, in order: (prepared image, model output), or the error that upload got.
 
-    A request with a single unusable upload raises that upload's error instead.
+    A request with a single unusable upload raises that upload's error instead. `fingerprint`
+    adds each image's perceptual hash (galleries' near-duplicate check).
     """
     # The slots were reserved as the uploads arrived (app/api/deps.py): an overloaded model
     # refused at once (503), and no decoded image is thrown away.
     try:
         async with asyncio.timeout(timeout_s):
-            prepared = await _prepare(uploads.images, served, preparer)
+            prepared = await _prepare(uploads.images, served, preparer, fingerprint)
             usable = [item for item in prepared if isinstance(item, PreparedImage)]
             inputs = [make_input(item) for item in usable]
             outputs = iter(await served.batcher.submit_many(inputs, uploads.reservation))
@@ -60,12 +62,12 @@ async def run_uploads(
 
 
 async def _prepare(
-    uploads: list[Upload], served: ServedModel, preparer: ImagePreparer
+    uploads: list[Upload], served: ServedModel, preparer: ImagePreparer, fingerprint: bool
 ) -> list[PreparedImage | ServiceError]:
     # Announce the images being decoded so the batcher waits for them, and only for them.
     served.batcher.expect(len(uploads))
     try:
-        prepared = await preparer.prepare_all(uploads, served.card.input)
+        prepared = await preparer.prepare_all(uploads, served.card.input, fingerprint=fingerprint)
     finally:
         served.batcher.expect(-len(uploads))
     for item in prepared:

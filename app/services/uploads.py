@@ -12,6 +12,7 @@ from typing import TypeVar
 import torch
 
 from app.errors import InternalError, ServiceError
+from app.galleries.phash import perceptual_hash
 from app.imaging import ImageLimits, decode_image
 from app.runtime.card import InputSpec
 from app.runtime.preprocessing import draft_size, preprocess_image
@@ -39,6 +40,7 @@ class PreparedImage:
     height: int
     sha256: str
     decode_s: float = 0.0  # decoding and preprocessing, for the metrics
+    phash: int | None = None  # the perceptual hash, when the caller asked for one
 
 
 class ImagePreparer:
@@ -49,12 +51,13 @@ class ImagePreparer:
         self._executor = executor
 
     async def prepare_all(
-        self, uploads: list[Upload], spec: InputSpec
+        self, uploads: list[Upload], spec: InputSpec, *, fingerprint: bool = False
     ) -> list[PreparedImage | ServiceError]:
         """One entry per upload, in order: the tensor, or why that upload cannot be used."""
         loop = asyncio.get_running_loop()
         jobs = [
-            loop.run_in_executor(self._executor, self.prepare, upload, spec) for upload in uploads
+            loop.run_in_executor(self._executor, self.prepare, upload, spec, fingerprint)
+            for upload in uploads
         ]
         return list(await asyncio.gather(*jobs))
 
@@ -68,14 +71,17 @@ class ImagePreparer:
         """Run CPU-bound post-processing (e.g. mask encoding) on the pool, off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
-    def prepare(self, upload: Upload, spec: InputSpec) -> PreparedImage | ServiceError:
-        """Decode and preprocess one upload (runs in a worker thread)."""
+    def prepare(
+        self, upload: Upload, spec: InputSpec, fingerprint: bool = False
+    ) -> PreparedImage | ServiceError:
+        """Decode and preprocess one upload (runs in a worker thread); hash it if `fingerprint`."""
         if upload.error is not None:
             return upload.error
         started = time.perf_counter()
         try:
             decoded = decode_image(upload.data, self.limits, draft_size(spec))
             pixels = preprocess_image(decoded.image, spec)
+            phash = perceptual_hash(decoded.image) if fingerprint else None
         except ServiceError as error:
             return error
         except Exception:  # one odd file must not fail its neighbours
@@ -87,6 +93,7 @@ class ImagePreparer:
             height=decoded.height,
             sha256=upload_sha256(upload),
             decode_s=time.perf_counter() - started,
+            phash=phash,
         )
 
 

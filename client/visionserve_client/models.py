@@ -43,6 +43,15 @@ class DecisionRule(BaseModel):
     unknown_threshold: Annotated[float, Field(title="Unknown Threshold")]
 
 
+class DeleteProductResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    deleted_references: Annotated[int, Field(title="Deleted References")]
+    gallery: Annotated[str, Field(title="Gallery")]
+    product_id: Annotated[str, Field(title="Product Id")]
+
+
 class DetectedObjectPublic(BaseModel):
     model_config = ConfigDict(
         extra="ignore",
@@ -62,6 +71,18 @@ class DetectionSpec(BaseModel):
     ] = "input"
     box_format: Annotated[Literal["xyxy"], Field(title="Box Format")] = "xyxy"
     score_threshold: Annotated[float, Field(ge=0.0, le=1.0, title="Score Threshold")]
+
+
+class DuplicatePublic(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    distance: Annotated[
+        int,
+        Field(description="differing bits of the 64-bit perceptual hash", title="Distance"),
+    ]
+    product_id: Annotated[str, Field(title="Product Id")]
+    reference_id: Annotated[str, Field(title="Reference Id")]
 
 
 class ErrorBody(BaseModel):
@@ -97,11 +118,95 @@ class Evaluation(BaseModel):
     values: Annotated[dict[str, float], Field(title="Values")]
 
 
+class Threshold(RootModel[float]):
+    root: Annotated[
+        float,
+        Field(
+            description="cosine similarity at or above which a match is `match`; default: the threshold chosen on held-out data for this model (its card)",
+            ge=-1.0,
+            le=1.0,
+            title="Threshold",
+        ),
+    ]
+
+
+class GalleryCreateRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    model: Annotated[
+        str,
+        Field(
+            description="a served classifier whose card lists the embedding output",
+            title="Model",
+        ),
+    ]
+    threshold: Annotated[
+        Threshold | None,
+        Field(
+            description="cosine similarity at or above which a match is `match`; default: the threshold chosen on held-out data for this model (its card)",
+            title="Threshold",
+        ),
+    ] = None
+
+
+class GalleryMatch(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    product_id: Annotated[str, Field(title="Product Id")]
+    reference_id: Annotated[str, Field(title="Reference Id")]
+    similarity: Annotated[float, Field(title="Similarity")]
+
+
+class GalleryPublic(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    created_at: Annotated[AwareDatetime, Field(title="Created At")]
+    embedding_bytes: Annotated[
+        int,
+        Field(
+            description="memory the references' embeddings take",
+            title="Embedding Bytes",
+        ),
+    ]
+    embedding_dim: Annotated[int, Field(title="Embedding Dim")]
+    generation: Annotated[
+        int,
+        Field(description="grows with every change to the gallery", title="Generation"),
+    ]
+    model: Annotated[str, Field(title="Model")]
+    model_sha256: Annotated[str, Field(title="Model Sha256")]
+    name: Annotated[str, Field(title="Name")]
+    product_count: Annotated[int, Field(title="Product Count")]
+    reference_count: Annotated[int, Field(title="Reference Count")]
+    threshold: Annotated[float, Field(title="Threshold")]
+    threshold_source: Annotated[
+        str,
+        Field(
+            description="where the default threshold came from",
+            title="Threshold Source",
+        ),
+    ]
+
+
 class HealthResponse(BaseModel):
     model_config = ConfigDict(
         extra="ignore",
     )
     status: Annotated[str, Field(title="Status")]
+
+
+class HeatMap(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    data: Annotated[
+        str,
+        Field(description="base64 PNG, 0 = no evidence, 255 = the strongest", title="Data"),
+    ]
+    format: Annotated[Literal["png"], Field(title="Format")] = "png"
 
 
 class CropSize(RootModel[int]):
@@ -113,6 +218,25 @@ class LiveResponse(BaseModel):
         extra="ignore",
     )
     live: Annotated[bool, Field(title="Live")]
+
+
+class MatchResult(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    decision: Annotated[Literal["match", "unknown"] | None, Field(title="Decision")] = None
+    duplicate_of: DuplicatePublic | None = None
+    error: ErrorBody | None = None
+    filename: Annotated[str | None, Field(title="Filename")]
+    heat_map: Annotated[
+        HeatMap | None,
+        Field(description="explain=true: each cell's share of the top similarity"),
+    ] = None
+    height: Annotated[int | None, Field(title="Height")] = None
+    image_sha256: Annotated[str | None, Field(title="Image Sha256")] = None
+    index: Annotated[int, Field(title="Index")]
+    matches: Annotated[list[GalleryMatch] | None, Field(title="Matches")] = None
+    width: Annotated[int | None, Field(title="Width")] = None
 
 
 class EmbeddingDim(RootModel[int]):
@@ -199,11 +323,33 @@ class Prediction(BaseModel):
     score: Annotated[float, Field(title="Score")]
 
 
+class ProductPublic(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    product_id: Annotated[str, Field(title="Product Id")]
+    references: Annotated[int, Field(title="References")]
+
+
 class ReadyResponse(BaseModel):
     model_config = ConfigDict(
         extra="ignore",
     )
     ready: Annotated[bool, Field(title="Ready")]
+
+
+class ReferenceResult(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    duplicate_of: DuplicatePublic | None = None
+    error: ErrorBody | None = None
+    filename: Annotated[str | None, Field(title="Filename")]
+    height: Annotated[int | None, Field(title="Height")] = None
+    image_sha256: Annotated[str | None, Field(title="Image Sha256")] = None
+    index: Annotated[int, Field(title="Index")]
+    reference_id: Annotated[str | None, Field(title="Reference Id")] = None
+    width: Annotated[int | None, Field(title="Width")] = None
 
 
 class RefusedModelDescription(BaseModel):
@@ -303,6 +449,19 @@ class SignatureDescription(BaseModel):
     ]
 
 
+class SimilaritySpec(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    data: Annotated[str, Field(title="Data")]
+    match_rate: Annotated[float, Field(title="Match Rate")]
+    note: Annotated[str | None, Field(title="Note")] = ""
+    references: Annotated[int, Field(ge=1, title="References")]
+    threshold: Annotated[float, Field(ge=-1.0, le=1.0, title="Threshold")]
+    top1: Annotated[float, Field(title="Top1")]
+    unknown_rate: Annotated[float, Field(title="Unknown Rate")]
+
+
 class TensorMetadata(BaseModel):
     model_config = ConfigDict(
         extra="ignore",
@@ -336,6 +495,24 @@ class ValidationError(BaseModel):
     type: Annotated[str, Field(title="Error Type")]
 
 
+class AddReferencesResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    added: Annotated[int, Field(title="Added")]
+    gallery: Annotated[str, Field(title="Gallery")]
+    model: ModelRef
+    product_id: Annotated[str, Field(title="Product Id")]
+    references: Annotated[
+        int,
+        Field(
+            description="the product's references after this request",
+            title="References",
+        ),
+    ]
+    results: Annotated[list[ReferenceResult], Field(title="Results")]
+
+
 class CalibrationSpec(BaseModel):
     model_config = ConfigDict(
         extra="ignore",
@@ -363,6 +540,10 @@ class ClassificationResult(BaseModel):
     ] = None
     error: ErrorBody | None = None
     filename: Annotated[str | None, Field(title="Filename")]
+    heat_map: Annotated[
+        HeatMap | None,
+        Field(description="explain=true: the class activation map of the top class"),
+    ] = None
     height: Annotated[int | None, Field(title="Height")] = None
     image_sha256: Annotated[
         str | None,
@@ -412,6 +593,46 @@ class DetectionResult(BaseModel):
     width: Annotated[int | None, Field(title="Width")] = None
 
 
+class GalleriesResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    galleries: Annotated[list[GalleryPublic], Field(title="Galleries")]
+
+
+class GalleryResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    created_at: Annotated[AwareDatetime, Field(title="Created At")]
+    embedding_bytes: Annotated[
+        int,
+        Field(
+            description="memory the references' embeddings take",
+            title="Embedding Bytes",
+        ),
+    ]
+    embedding_dim: Annotated[int, Field(title="Embedding Dim")]
+    generation: Annotated[
+        int,
+        Field(description="grows with every change to the gallery", title="Generation"),
+    ]
+    model: Annotated[str, Field(title="Model")]
+    model_sha256: Annotated[str, Field(title="Model Sha256")]
+    name: Annotated[str, Field(title="Name")]
+    product_count: Annotated[int, Field(title="Product Count")]
+    products: Annotated[list[ProductPublic], Field(title="Products")]
+    reference_count: Annotated[int, Field(title="Reference Count")]
+    threshold: Annotated[float, Field(title="Threshold")]
+    threshold_source: Annotated[
+        str,
+        Field(
+            description="where the default threshold came from",
+            title="Threshold Source",
+        ),
+    ]
+
+
 class HTTPValidationError(BaseModel):
     model_config = ConfigDict(
         extra="ignore",
@@ -438,6 +659,19 @@ class InputSpec(BaseModel):
     resize_size: Annotated[int, Field(ge=1, title="Resize Size")]
 
 
+class MatchResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    gallery: Annotated[str, Field(title="Gallery")]
+    model: ModelRef
+    results: Annotated[list[MatchResult], Field(title="Results")]
+    threshold: Annotated[
+        float,
+        Field(description="the gallery's, or the request's `threshold`", title="Threshold"),
+    ]
+
+
 class ModelCard(BaseModel):
     model_config = ConfigDict(
         extra="ignore",
@@ -453,10 +687,12 @@ class ModelCard(BaseModel):
     labels: Annotated[list[str], Field(min_length=1, title="Labels")]
     metrics: Annotated[list[Evaluation] | None, Field(title="Metrics", validate_default=True)] = []
     name: Annotated[str, Field(pattern="^[a-z0-9][a-z0-9._-]{0,63}$", title="Name")]
-    outputs: Annotated[list[Literal["logits", "embedding"]] | None, Field(title="Outputs")] = [
-        "logits"
-    ]
+    outputs: Annotated[
+        list[Literal["logits", "embedding", "embedding_map", "class_map"]] | None,
+        Field(title="Outputs"),
+    ] = ["logits"]
     segmentation: SegmentationSpec | None = None
+    similarity: SimilaritySpec | None = None
     task: Annotated[Literal["classify", "detect", "segment"], Field(title="Task")]
     training: Annotated[dict[str, Any] | None, Field(title="Training")] = None
     version: Annotated[str, Field(min_length=1, title="Version")]

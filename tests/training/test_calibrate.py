@@ -75,7 +75,7 @@ def run_calibrate(target: Path, folder: Path, *options: str) -> int:
 def test_train_calibrates_on_the_validation_split(model_dir: Path) -> None:
     loaded = load_model(model_dir, torch.device("cpu"))
     card = loaded.card
-    assert card.outputs == ("logits", "embedding")
+    assert card.outputs == ("logits", "embedding", "embedding_map", "class_map")
     calibration = card.calibration
     assert calibration is not None
     assert calibration.data.endswith("val (240 images)")

@@ -78,9 +78,12 @@ def test_the_export_is_served_with_its_metrics(trained: RunResult) -> None:
     assert {"wall_time_s", "images_per_s", "machine", "recipe"} <= set(card.training)
     for name in REPORT_FILES:
         assert (trained.model_dir / name).is_file()
-    logits, embeddings = loaded.module(parity_inputs(card))
+    logits, embeddings, embedding_map, class_map = loaded.module(parity_inputs(card))
     assert logits.shape == (2, 4)
     assert embeddings.shape == (2, card.embedding_dim)
+    # SmallCNN's pooling + linear head: the export carries the activation maps (explain=true).
+    assert embedding_map.shape[:2] == (2, card.embedding_dim)
+    assert class_map.shape == (2, *embedding_map.shape[2:])
     # 16 validation images are too few to calibrate on: served without decisions, not refused.
     assert card.calibration is None
 

@@ -75,10 +75,10 @@ def test_an_existing_model_is_replaced_only_with_overwrite(tmp_path: Path) -> No
     card = json.loads((ROOT / "models" / "fashion-products" / "card.json").read_text())
     (directory / "card.json").write_text(json.dumps(card | {"name": "shoes"}))
     config = TrainConfig(data="d", name="shoes", store=tmp_path / "models")
-    with pytest.raises(ConfigError, match=r"already holds shoes 1.1.0; pass --overwrite"):
+    with pytest.raises(ConfigError, match=r"already holds shoes 1.2.0; pass --overwrite"):
         claim_store_name(config)
     claimed = claim_store_name(dataclasses.replace(config, overwrite=True))
-    assert claimed.model_version == "1.1.1"
+    assert claimed.model_version == "1.2.1"
     fresh = dataclasses.replace(config, name="boots")
     assert claim_store_name(fresh) == fresh
     assert claim_store_name(dataclasses.replace(config, export=False)).model_version == "1.0.0"

@@ -170,7 +170,9 @@ def test_sign_and_keygen_commands(store: Path, tmp_path: Path) -> None:
     assert training_main(["sign", "--key", str(tmp_path / "cli.pub"), str(store)]) == 2
 
 
-@pytest.mark.parametrize("name", ["fashion-products", "imagenet-mobilenet-v2", "objects-detector"])
+@pytest.mark.parametrize(
+    "name", ["fashion-products", "imagenet-mobilenet-v2", "objects-detector", "objects-segmenter"]
+)
 def test_shipped_models_are_signed_by_the_project_key(name: str) -> None:
     project = load_trusted_keys([REPOSITORY / "keys"])
     loaded = load_model(REPOSITORY / "models" / name, CPU, project)

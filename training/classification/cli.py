@@ -25,7 +25,11 @@ from training.classification.decision_report import (
 )
 from training.classification.metrics import format_metrics
 from training.classification.models import build_classifier, last_linear_name
-from training.classification.modules import EmbeddingClassifier, NormalizedClassifier
+from training.classification.modules import (
+    NormalizedClassifier,
+    exported_classifier,
+    outputs_of,
+)
 from training.core.config import ConfigError
 from training.core.export import export_model, framework_versions
 
@@ -113,7 +117,7 @@ def export_pretrained(args: argparse.Namespace) -> int:
     if normalization is None:
         raise ValueError("a classifier needs mean/std to export")
     classifier = NormalizedClassifier(built.model, normalization.mean, normalization.std)
-    module = EmbeddingClassifier(classifier, last_linear_name(built.model))
+    module = exported_classifier(classifier, last_linear_name(built.model))
     card = ModelCard(
         name=args.name,
         version=args.model_version or "1.0.0",
@@ -124,7 +128,7 @@ def export_pretrained(args: argparse.Namespace) -> int:
         input=built.input,
         metrics=built.metrics,
         training={"weights": built.weights_source, "calibration": _NOT_CALIBRATED},
-        outputs=("logits", "embedding"),
+        outputs=outputs_of(module),
         embedding_dim=module.embedding_dim,
     )
     directory = export_model(module, card, args.out)

@@ -5,6 +5,8 @@ import copy
 import torch
 from torch import nn
 
+from app.runtime.card import ClassifierOutput
+
 
 class NormalizedClassifier(nn.Module):
     """uint8 NCHW in [0, 255] -> logits; casting and mean/std live here, so serving cannot err."""
@@ -126,3 +128,84 @@ class SmallCNN(nn.Module):
         features = torch.flatten(self.pool(self.features(x)), 1)
         logits: torch.Tensor = self.fc(self.dropout(features))
         return logits
+
+
+class ExplainingClassifier(nn.Module):
+    """uint8 NCHW -> (logits, embedding, embedding_map, class_map): the card's full outputs.
+
+    For a network whose head is global average pooling then one linear layer, split at the
+    pooling: the trunk's feature map F [N, D, h, w] gives the pooled features (their mean), the
+    logits (the head on them) and the embedding (them, L2-normalised), exactly as
+    EmbeddingClassifier does, plus two maps TorchScript callers cannot get with hooks:
+    `embedding_map` = F / (h w |pooled|), whose sum over the cells is the embedding, and
+    `class_map` = W[top class] . F, the class activation map of each image's top class (for such
+    a head, Grad-CAM's weights are W / (h w): the same map up to a positive factor).
+    """
+
+    scale: torch.Tensor
+    shift: torch.Tensor
+
+    def __init__(
+        self, trunk: nn.Module, head: nn.Linear, scale: torch.Tensor, shift: torch.Tensor
+    ) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.head = head
+        self.register_buffer("scale", scale.clone())
+        self.register_buffer("shift", shift.clone())
+
+    @property
+    def embedding_dim(self) -> int:
+        """Length of the embedding."""
+        return self.head.in_features
+
+    def forward(
+        self, images: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits, embeddings and both activation maps for a batch of uint8 images."""
+        pixels = images.float() * self.scale + self.shift
+        maps: torch.Tensor = self.trunk(pixels)
+        pooled = maps.mean(dim=(2, 3))
+        logits: torch.Tensor = self.head(pooled)
+        length = pooled.norm(p=2, dim=1, keepdim=True).clamp_min(1e-12)  # as F.normalize
+        cells = maps.shape[2] * maps.shape[3]
+        embedding_map = maps / (length[:, :, None, None] * cells)
+        top_weights = self.head.weight[logits.argmax(dim=1)]  # [N, D]
+        class_map = torch.einsum("ndhw,nd->nhw", maps, top_weights)
+        return logits, pooled / length, embedding_map, class_map
+
+
+def explaining(classifier: NormalizedClassifier) -> ExplainingClassifier | None:
+    """The explaining form of a classifier whose head is pooling + one linear layer, else None.
+
+    Known layouts: a `features` trunk followed by pooling and either `fc` (SmallCNN) or a
+    `classifier` of dropout and one linear layer (MobileNetV2, EfficientNet).
+    """
+    backbone = classifier.backbone
+    trunk = getattr(backbone, "features", None)
+    head = getattr(backbone, "fc", None)
+    if head is None:
+        layers = list(getattr(backbone, "classifier", []))
+        linear = [layer for layer in layers if isinstance(layer, nn.Linear)]
+        others = [layer for layer in layers if not isinstance(layer, nn.Linear | nn.Dropout)]
+        head = linear[0] if len(linear) == 1 and not others else None
+    if not isinstance(trunk, nn.Module) or not isinstance(head, nn.Linear):
+        return None
+    return ExplainingClassifier(
+        copy.deepcopy(trunk), copy.deepcopy(head), classifier.scale, classifier.shift
+    ).eval()
+
+
+ExportedClassifier = EmbeddingClassifier | ExplainingClassifier
+
+
+def exported_classifier(classifier: NormalizedClassifier, head: str) -> ExportedClassifier:
+    """What a classifier is exported as: with activation maps where its head allows them."""
+    return explaining(classifier) or EmbeddingClassifier(classifier, head).eval()
+
+
+def outputs_of(module: ExportedClassifier) -> tuple[ClassifierOutput, ...]:
+    """The card's `outputs` for an exported classifier."""
+    if isinstance(module, ExplainingClassifier):
+        return ("logits", "embedding", "embedding_map", "class_map")
+    return ("logits", "embedding")

@@ -13,7 +13,12 @@ from training.classification.datacheck import DatasetReport
 from training.classification.engine import Mistake
 from training.classification.metrics import SUMMARY_KEYS, ClassificationMetrics
 from training.classification.models import SMALL_CNNS, create_classifier
-from training.classification.modules import EmbeddingClassifier, NormalizedClassifier
+from training.classification.modules import (
+    ExportedClassifier,
+    NormalizedClassifier,
+    exported_classifier,
+    outputs_of,
+)
 from training.classification.report import (
     CONFUSION_PNG,
     CURVES_PNG,
@@ -111,7 +116,7 @@ def export_classifier_run(
         input=spec,
         metrics=(_evaluation(report, report["split"], source), _evaluation(report, "val", source)),
         training=report["training"],
-        outputs=("logits", "embedding"),
+        outputs=outputs_of(module),
         embedding_dim=module.embedding_dim,
     )
     directory = export_model(module, card, store or config.store)
@@ -120,7 +125,7 @@ def export_classifier_run(
     return directory
 
 
-def _classifier_from(checkpoint: Checkpoint, spec: InputSpec) -> EmbeddingClassifier:
+def _classifier_from(checkpoint: Checkpoint, spec: InputSpec) -> ExportedClassifier:
     """The checkpoint's model, rebuilt as training built it (grey SmallCNNs take one channel)."""
     in_channels = spec.channels if checkpoint.arch in SMALL_CNNS else 3
     created = create_classifier(checkpoint.arch, len(checkpoint.labels), "none", in_channels)
@@ -129,7 +134,7 @@ def _classifier_from(checkpoint: Checkpoint, spec: InputSpec) -> EmbeddingClassi
         raise ConfigError("the checkpoint's input has no mean/std to export with")
     model = NormalizedClassifier(created.backbone, normalization.mean, normalization.std)
     model.load_state_dict(checkpoint.model)
-    return EmbeddingClassifier(model, created.head).eval()
+    return exported_classifier(model, created.head)
 
 
 def _evaluation(report: dict[str, Any], split: str, source: str) -> Evaluation:

@@ -44,6 +44,11 @@ class RecoveryError(RuntimeError):
 
 def rebuild(frozen: torch.jit.ScriptModule, card: ModelCard) -> EmbeddingClassifier:
     """The eager model (logits and embedding) holding the frozen archive's weights."""
+    return EmbeddingClassifier(rebuild_classifier(frozen, card), "fc").eval()
+
+
+def rebuild_classifier(frozen: torch.jit.ScriptModule, card: ModelCard) -> NormalizedClassifier:
+    """The eager classifier (logits) holding the frozen archive's weights."""
     if card.architecture not in SMALL_CNNS:
         raise RecoveryError(f"{card.architecture} is not a SmallCNN; only those can be recovered")
     widths, depths = SMALL_CNNS[card.architecture]
@@ -60,7 +65,7 @@ def rebuild(frozen: torch.jit.ScriptModule, card: ModelCard) -> EmbeddingClassif
         _load_folded(convolution, norm, weight, bias)
     _load(backbone.fc.weight, layers[-2])
     _load(backbone.fc.bias, layers[-1])
-    return EmbeddingClassifier(classifier.eval(), "fc").eval()
+    return classifier.eval()
 
 
 def _constants_in_use_order(frozen: torch.jit.ScriptModule) -> list[torch.Tensor]:

@@ -25,11 +25,13 @@ from app.runtime.card import (
     parse_card,
     stored_card_json,
 )
-from app.runtime.inference import split_outputs
+from app.runtime.inference import split_maps, split_outputs
 
 logger = logging.getLogger(__name__)
 
 PARITY_SEED = 20261121
+PARITY_BATCH = 2
+
 # A task's own comparison of eager and reloaded module (raises ExportError on a mismatch).
 ParityCheck = Callable[[nn.Module, torch.jit.ScriptModule, ModelCard], None]
 
@@ -94,7 +96,7 @@ def parity_inputs(card: ModelCard) -> torch.Tensor | list[torch.Tensor]:
         return detection_parity_inputs(card)
     generator = torch.Generator().manual_seed(PARITY_SEED)
     height, width = card.input.tensor_size
-    return _random_image((2, card.input.channels, height, width), generator)
+    return _random_image((PARITY_BATCH, card.input.channels, height, width), generator)
 
 
 def check_parity(
@@ -111,8 +113,9 @@ def check_parity(
         return
     inputs = parity_inputs(card)
     with torch.inference_mode():
-        expected = split_outputs(eager(inputs), card, len(inputs))
-        actual = split_outputs(scripted(inputs), card, len(inputs))
+        eager_output, scripted_output = eager(inputs), scripted(inputs)
+        expected = (*split_outputs(eager_output, card, len(inputs)), *_maps(eager_output, card))
+        actual = (*split_outputs(scripted_output, card, len(inputs)), *_maps(scripted_output, card))
     difference = max(
         _max_difference(want, got)
         for want, got in zip(expected, actual, strict=True)
@@ -121,6 +124,12 @@ def check_parity(
     if difference > atol:
         raise ExportError(f"scripted outputs differ from eager by {difference:.3g} > {atol}")
     logger.info("export parity: max |eager - scripted| = %.3g", difference)
+
+
+def _maps(output: object, card: ModelCard) -> tuple[torch.Tensor, ...]:
+    """A classifier's activation maps, when its card lists them (compared like the rest)."""
+    maps = split_maps(output, card, PARITY_BATCH)
+    return () if maps is None else maps
 
 
 def _random_image(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""Reference galleries: products known by a few photos, matched by embedding similarity."""

@@ -1,0 +1,115 @@
+"""The in-memory index, the batched search hook, perceptual hashes and the few-shot measure."""
+
+from datetime import UTC, datetime
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from app.galleries.index import GalleryIndex
+from app.galleries.phash import hamming_distances, perceptual_hash
+from app.galleries.records import GalleryRecord, GallerySnapshot
+from app.runtime.inference import ClassifyInput, make_classify_runner
+from app.runtime.loader import load_model
+from tests.galleries.helpers import EMBEDDER
+from tests.images import encode, photo
+from training.galleries.fewshot import FewShotPlan, QuerySet, choose_threshold, run_draws
+
+DISTANCE = 9  # the default VISION_GALLERY_DUPLICATE_DISTANCE
+
+
+def snapshot(vectors: list[list[float]], products: list[str]) -> GallerySnapshot:
+    matrix = torch.nn.functional.normalize(torch.tensor(vectors), dim=1).numpy()
+    record = GalleryRecord(
+        name="g",
+        model="m",
+        model_sha256="0" * 64,
+        embedding_dim=matrix.shape[1],
+        threshold=0.5,
+        threshold_source="test",
+        created_at=datetime.now(UTC),
+        generation=1,
+        pruned_generation=0,
+        products=len(set(products)),
+        references=len(products),
+    )
+    return GallerySnapshot(
+        gallery=record,
+        reference_ids=tuple(f"r{i}" for i in range(len(products))),
+        product_ids=tuple(products),
+        embeddings=matrix,
+        phashes=np.arange(len(products), dtype=np.uint64),
+        last_seq=len(products),
+    )
+
+
+def test_search_ranks_products_by_their_best_reference() -> None:
+    index = GalleryIndex(snapshot([[1, 0], [0.9, 0.1], [0, 1], [0.7, 0.7]], ["a", "a", "b", "c"]))
+    query = torch.nn.functional.normalize(torch.tensor([[1.0, 0.05]]), dim=1)
+    [hits] = index.search(query, top_k=2)
+    assert [(h.product_id, h.reference_id) for h in hits] == [("a", "r0"), ("c", "r3")]
+    assert hits[0].similarity == pytest.approx(1 / np.hypot(1, 0.05), abs=1e-6)
+    [every] = index.search(torch.tensor([[0.0, 1.0]]), top_k=10)
+    assert [h.product_id for h in every] == ["b", "c", "a"]  # each product once
+    assert index.searcher(3) is index.searcher(3)  # one object: concurrent queries group
+
+
+def test_concurrent_matches_share_one_search_call(embedder_store: Path) -> None:
+    loaded = load_model(embedder_store / EMBEDDER, torch.device("cpu"))
+    calls: list[int] = []
+
+    def search(embeddings: torch.Tensor) -> list[int]:
+        calls.append(len(embeddings))
+        return list(range(len(embeddings)))
+
+    run = make_classify_runner(loaded)
+    pixels = torch.zeros((3, 32, 32), dtype=torch.uint8)
+    items = [
+        ClassifyInput(pixels, 1, search),
+        ClassifyInput(pixels, 1),
+        ClassifyInput(pixels, 1, search),
+    ]
+    outputs = run(items)
+    assert calls == [2]
+    assert [o.found for o in outputs] == [0, None, 1]
+
+
+def test_perceptual_hash_survives_copies_and_tells_photos_apart() -> None:
+    cat, coffee, rocket = photo("chelsea"), photo("coffee"), photo("rocket")
+    original = perceptual_hash(cat)
+    half = cat.resize((cat.width // 2, cat.height // 2))
+    copies = [
+        Image.open(BytesIO(encode(cat, quality=60))),
+        half,
+        cat.crop((5, 5, cat.width - 5, cat.height - 5)),
+    ]
+    stored = np.array([perceptual_hash(c) for c in copies], dtype=np.uint64)
+    assert hamming_distances(original, stored).max() <= DISTANCE
+    others = np.array([perceptual_hash(coffee), perceptual_hash(rocket)], dtype=np.uint64)
+    assert hamming_distances(original, others).min() > DISTANCE
+    index = GalleryIndex(snapshot([[1.0, 0.0]], ["cat"]))
+    assert index.duplicate_of(int(stored[0]), DISTANCE) is None  # its stored hash is 0
+
+
+def test_few_shot_measure_on_separable_products() -> None:
+    """Three tight clusters are products; a fourth direction plays products not in the gallery."""
+    rng = np.random.default_rng(0)
+    centres = torch.eye(4)
+
+    def cluster(centre: int, count: int) -> torch.Tensor:
+        points = centres[centre] + 0.05 * torch.from_numpy(rng.standard_normal((count, 4))).float()
+        return torch.nn.functional.normalize(points, dim=1)
+
+    known = QuerySet(
+        embeddings=torch.cat([cluster(i, 40) for i in range(3)]),
+        products=torch.arange(3).repeat_interleave(40),
+    )
+    unknown = QuerySet(embeddings=cluster(3, 400), products=torch.full((400,), -1))
+    [result] = run_draws(known, unknown, FewShotPlan(references=5, draws=1))
+    assert result.top1 == 1.0 and result.unknown_rate >= 0.8 and result.match_rate == 1.0
+    assert choose_threshold(torch.tensor([0.1, 0.2, 0.3, 0.4]), 0.75) == pytest.approx(
+        0.3, abs=1e-5
+    )

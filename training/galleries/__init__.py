@@ -1,0 +1,1 @@
+"""Reference galleries offline: fill one from a folder, measure few-shot recognition."""
