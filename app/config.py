@@ -39,12 +39,16 @@ class Settings(BaseSettings):
     max_images_per_request: int = Field(default=32, ge=1)
 
     api_keys: Annotated[frozenset[str], NoDecode] = Field(default=frozenset(), repr=False)
+    # Public keys (files, or folders of *.pub) whose signatures a model needs to be served;
+    # empty = signatures are not checked (the log and /models say so).
+    trusted_keys: Annotated[tuple[Path, ...], NoDecode] = ()
     protect_docs_and_metrics: bool = False  # /docs, /redoc, /openapi.json, /metrics need a key too
     inference_threads: int = Field(default=0, ge=0, description="0 = one per core; 1 on CUDA")
     torch_threads: int = Field(default=0, ge=0, description="0 = cores / inference_threads")
     decode_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
+    access_log: bool = True  # one app.access line per request (INFO)
 
     # What one client may cost the server, and how long it may take to send (issue 16).
     max_header_bytes: int = Field(default=64 * 1024, ge=1024, description="request line + headers")
@@ -70,6 +74,14 @@ class Settings(BaseSettings):
         """Accept a comma-separated string, as environments only hold strings."""
         if isinstance(value, str):
             return frozenset(key.strip() for key in value.split(",") if key.strip())
+        return value
+
+    @field_validator("trusted_keys", mode="before")
+    @classmethod
+    def _split_trusted_keys(cls, value: object) -> object:
+        """Accept a comma-separated string of paths."""
+        if isinstance(value, str):
+            return tuple(Path(item.strip()) for item in value.split(",") if item.strip())
         return value
 
     @property

@@ -20,7 +20,7 @@ from app.api.middleware import BodyGuardMiddleware, BodyLimits, RequestContextMi
 from app.api.responses import render_error
 from app.api.state import LIFECYCLE_KEY, AppState, Lifecycle
 from app.config import Settings
-from app.errors import InternalError, ServiceError, ValidationFailed
+from app.errors import InternalError, ModelLoadError, ServiceError, ValidationFailed
 from app.imaging import ImageLimits
 from app.memory import release_free_memory, tune_allocator
 from app.observability import ServiceMetrics, configure_logging
@@ -28,6 +28,7 @@ from app.runtime.autotune import TuningPolicy
 from app.runtime.batching import BatchPolicy
 from app.runtime.device import available_cores, plan_threads, resolve_device
 from app.runtime.registry import ModelRegistry
+from app.runtime.signing import KeyFileError, TrustedKey, load_trusted_keys
 from app.services.uploads import ImagePreparer
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodyGuardMiddleware, limits=_body_limits(settings), release_memory=release_free_memory
     )
-    app.add_middleware(RequestContextMiddleware, metrics_requests=metrics.observe_request)
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics_requests=metrics.observe_request,
+        access_log=settings.access_log,
+    )
     app.add_exception_handler(ServiceError, _service_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error_handler)  # type: ignore[arg-type]
@@ -154,7 +159,31 @@ def load_registry(
         remeasure=remeasure,
     )
     observe = metrics.observe_batch if metrics else None
-    return ModelRegistry.from_store(settings.model_dir, plan.device, policy, tuning, observe)
+    trusted = _trusted_keys(settings)
+    registry = ModelRegistry.from_store(
+        settings.model_dir, plan.device, policy, tuning, observe, trusted_keys=trusted
+    )
+    if metrics is not None:
+        metrics.observe_store(registry)
+    return registry
+
+
+def _trusted_keys(settings: Settings) -> dict[str, TrustedKey]:
+    """The keys model signatures must verify against; none means signatures are not checked."""
+    if not settings.trusted_keys:
+        logger.warning(
+            "model signatures are not checked (VISION_TRUSTED_KEYS is empty): any model in %s "
+            "is served",
+            settings.model_dir,
+        )
+        return {}
+    try:
+        keys = load_trusted_keys(settings.trusted_keys)
+    except (KeyFileError, OSError) as error:
+        raise ModelLoadError(f"VISION_TRUSTED_KEYS: {error}") from error
+    names = ", ".join(f"{key.name} ({key.key_id})" for key in keys.values())
+    logger.info("models must be signed by a trusted key: %s", names)
+    return keys
 
 
 async def _service_error_handler(request: Request, error: ServiceError) -> JSONResponse:

@@ -3,9 +3,15 @@
 import json
 import logging
 import sys
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from app.request_context import current_request_id
+from app.runtime.batching import BatchRecord
+
+if TYPE_CHECKING:
+    from app.runtime.registry import ModelRegistry
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -49,6 +55,32 @@ class ServiceMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.queue_seconds = Histogram(
+            "visionserve_queue_duration_seconds",
+            "Time an image waited in its model's queue before its forward pass began.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.decode_seconds = Histogram(
+            "visionserve_decode_duration_seconds",
+            "Time to decode and preprocess one usable upload.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.model_loads = Counter(
+            "visionserve_model_loads_total",
+            "Model folders loaded or refused (unsigned, altered, unloadable), by folder.",
+            ["model", "outcome"],
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "visionserve_model_info",
+            "The model version being served: 1 per served name, version, task and sha256.",
+            ["model", "version", "task", "sha256"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "visionserve_queue_depth",
             "Images waiting for or in a forward pass.",
@@ -56,38 +88,84 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
+    def observe_store(self, registry: "ModelRegistry") -> None:
+        """Count the store's folders loaded and refused; the served versions as info."""
+        for served in registry.models:
+            card = served.card
+            self.model_loads.labels(served.name, "loaded").inc()
+            self.model_info.labels(served.name, card.version, card.task, served.loaded.sha256).set(
+                1
+            )
+        for refused in registry.refused:
+            self.model_loads.labels(refused.folder, "refused").inc()
+
     def observe_request(self, route: str, status: int, seconds: float) -> None:
         """Record one answered (or abandoned: 499) HTTP request."""
         self.requests.labels(route, str(status)).inc()
         self.request_seconds.labels(route).observe(seconds)
 
-    def observe_batch(self, model: str, size: int, seconds: float) -> None:
-        """Record one forward pass."""
-        self.batch_size.labels(model).observe(size)
-        self.batch_seconds.labels(model).observe(seconds)
+    def observe_batch(self, model: str, record: BatchRecord) -> None:
+        """Record one forward pass and how long its images waited for it."""
+        self.batch_size.labels(model).observe(record.size)
+        self.batch_seconds.labels(model).observe(record.forward_s)
+        queued = self.queue_seconds.labels(model)
+        for seconds in record.queued_s:
+            queued.observe(seconds)
+
+
+class _RequestIdFilter(logging.Filter):
+    """Stamps each record with the id of the request it was written for (or None)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = current_request_id()
+        return True
 
 
 class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id, the access fields."""
+
     def format(self, record: logging.LogRecord) -> str:
-        payload = {
+        payload: dict[str, object] = {
             "time": self.formatTime(record),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
+        request_id = getattr(record, "request_id", None)
+        if request_id is not None:
+            payload["request_id"] = request_id
+        payload.update(getattr(record, "fields", {}))
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
         return json.dumps(payload)
 
 
+class _TextFormatter(logging.Formatter):
+    """The classic line, with `request=<id>` when it was written for a request."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = getattr(record, "fields", {})
+        request_id = fields.get("request_id") or getattr(record, "request_id", None)
+        return f"{line} request={request_id}" if request_id else line
+
+
+# Ours, and uvicorn's (server and error lines; its access line is replaced by app.access).
+LOGGERS = ("app", "uvicorn")
+
+
 def configure_logging(log_format: Literal["text", "json"], level: str) -> None:
-    """Send our logs to stderr in the configured format."""
+    """Send our and uvicorn's logs to stderr in the one configured format."""
     handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("app")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
+    handler.setFormatter(_JsonFormatter() if log_format == "json" else _TextFormatter())
+    handler.addFilter(_RequestIdFilter())
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level.upper())
+        logger.propagate = False
+    # uvicorn's protocol logs access lines whenever its logger has a handler up the tree.
+    logging.getLogger("uvicorn.access").disabled = True

@@ -183,15 +183,37 @@ class ModelDescription(BaseModel):
     tuning: Tuning = Field(
         description="the runtime and batch size chosen at start-up, and the measurements behind"
     )
+    signature: "SignatureDescription"
+
+
+class SignatureDescription(BaseModel):
+    """How the model's signature was checked when it was loaded."""
+
+    status: Literal["verified", "not checked"] = Field(
+        description="not checked: the service has no trusted keys (VISION_TRUSTED_KEYS)"
+    )
+    key_name: str | None = None
+    key_id: str | None = Field(default=None, description="sha256 of the public key, 16 hex")
+
+
+class RefusedModelDescription(BaseModel):
+    """A model folder in the store that is not served, and why (unsigned, altered, ...)."""
+
+    folder: str
+    reason: str
 
 
 class ModelsResponse(BaseModel):
-    """Every served model."""
+    """Every served model, and the store's folders that were refused."""
 
     device: str
     default_classifier: str
     default_detector: str
     default_segmenter: str
+    signatures_checked: bool = Field(
+        description="whether a model must be signed by a trusted key to be served"
+    )
+    refused: list[RefusedModelDescription]
     models: list[ModelDescription]
 
 

@@ -1,4 +1,4 @@
-"""Command line: python -m training {train,calibrate,evaluate,check,export,offline-weights}."""
+"""Command line: python -m training {train,calibrate,evaluate,check,export,sign,keygen,...}."""
 
 import argparse
 import logging
@@ -6,6 +6,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from app.runtime.signing import (
+    KeyFileError,
+    generate_key_pair,
+    key_id,
+    read_private_key,
+    sign_model,
+)
 from training.classification.calibrate import DEFAULT_REFERENCES
 from training.classification.cli import calibrate_classifier, export_pretrained
 from training.core.checkpoint import BEST, is_checkpoint_file, load_checkpoint
@@ -32,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         "calibrate": calibrate_classifier,
         "check": lambda args: task_for(None, args.data).check(args),
         "export": _export,
+        "sign": _sign,
+        "keygen": _keygen,
     }
     return _guarded(lambda: commands[args.command](args))
 
@@ -40,7 +49,7 @@ def _guarded(command: Callable[[], int]) -> int:
     """Run a subcommand; data and option problems exit 2 with the message, not a traceback."""
     try:
         return command()
-    except (DatasetError, ConfigError, FileNotFoundError) as error:
+    except (DatasetError, ConfigError, KeyFileError, FileNotFoundError) as error:
         logger.error("%s", error)
         return 2
 
@@ -88,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
     _add_export(
         commands.add_parser("export", help="export a torchvision classifier or a run to models/")
     )
+    sign = commands.add_parser("sign", help="sign exported model folders (Ed25519)")
+    sign.add_argument("--key", type=Path, required=True, help="private key file (PEM or OpenSSH)")
+    sign.add_argument("models", type=Path, nargs="+", help="models/<name> folders")
+    keygen = commands.add_parser("keygen", help="make a signing key pair: STEM.key and STEM.pub")
+    keygen.add_argument("--out", type=Path, required=True, help="path stem, e.g. keys/acme")
     return parser
 
 
@@ -119,6 +133,21 @@ def _add_export(parser: argparse.ArgumentParser) -> None:
     add("--name", help="model name in the store (default for a run's best.pt: the run's)")
     add("--model-version", help="the card's version (default 1.0.0, or the run's)")
     add("--out", type=Path, default=Path("models"), help="the model store")
+
+
+def _sign(args: argparse.Namespace) -> int:
+    """Write each folder's signature.json; the service verifies it against trusted keys."""
+    key = read_private_key(args.key)
+    for directory in args.models:
+        path = sign_model(directory, key)
+        logger.info("signed %s with key %s: %s", directory, key_id(key.public_key()), path)
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    private, public = generate_key_pair(args.out)
+    logger.info("wrote %s (keep it secret) and %s (give it to the service)", private, public)
+    return 0
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from app.api.deps import ClassifierDep, StateDep, UploadsDep, require_api_key
+from app.api.deps import ClassifierDep, ClassifierUploadsDep, StateDep, require_api_key
 from app.api.responses import ERROR_RESPONSES
 from app.api.uploads import IMAGE_REQUEST_BODY
 from app.schemas import ClassifyResponse
@@ -22,7 +22,7 @@ router = APIRouter(tags=["inference"], dependencies=[Depends(require_api_key)])
 )
 async def classify(
     served: ClassifierDep,
-    uploads: UploadsDep,
+    uploads: ClassifierUploadsDep,
     state: StateDep,
     top_k: Annotated[int, Query(ge=1, le=100, description="Classes per image.")] = 5,
     min_probability: Annotated[

@@ -1,6 +1,8 @@
 """Dependencies, declared once as Annotated aliases so routes read like prose."""
 
+import hashlib
 import hmac
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
@@ -12,8 +14,9 @@ from app.api.state import AppState
 from app.api.uploads import read_uploads
 from app.config import Settings
 from app.errors import NotReady, Unauthorized, ValidationFailed
+from app.request_context import note
 from app.runtime.registry import ModelRegistry, ServedModel
-from app.services.uploads import Upload
+from app.services.pipeline import ReservedUploads
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from VISION_API_KEYS.")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -53,10 +56,13 @@ async def require_api_key(
     if not settings.api_keys:
         return
     offered = [bearer.credentials if bearer is not None else None, header_key]
-    if not any(_is_key(candidate, settings.api_keys) for candidate in offered):
+    accepted = [key for key in offered if _is_key(key, settings.api_keys)]
+    if not accepted:
         raise Unauthorized(
             "A valid API key is required (Authorization: Bearer <key>, or X-API-Key: <key>)."
         )
+    # Logs name the key by a fingerprint: traceable, and useless to whoever reads the log.
+    note(key_id=hashlib.sha256(str(accepted[0]).encode()).hexdigest()[:8])
 
 
 def _is_key(candidate: str | None, keys: frozenset[str]) -> bool:
@@ -95,6 +101,7 @@ async def get_classifier(
 ) -> ServedModel:
     """The classifier the request names, or the default one; 503 at once if its queue is full."""
     served = registry.get_for_task(model or settings.default_classifier, "classify")
+    note(model=served.name, model_version=served.card.version)
     served.batcher.refuse_if_full()  # before the body is read: overload costs no upload
     return served
 
@@ -106,6 +113,7 @@ async def get_detector(
 ) -> ServedModel:
     """The detector the request names, or the default one; 503 at once if its queue is full."""
     served = registry.get_for_task(model or settings.default_detector, "detect")
+    note(model=served.name, model_version=served.card.version)
     served.batcher.refuse_if_full()
     return served
 
@@ -117,16 +125,56 @@ async def get_segmenter(
 ) -> ServedModel:
     """The segmenter the request names, or the default one; 503 at once if its queue is full."""
     served = registry.get_for_task(model or settings.default_segmenter, "segment")
+    note(model=served.name, model_version=served.card.version)
     served.batcher.refuse_if_full()
     return served
-
-
-async def get_uploads(request: Request, settings: SettingsDep) -> list[Upload]:
-    """The uploaded images."""
-    return await read_uploads(request, settings)
 
 
 ClassifierDep = Annotated[ServedModel, Depends(get_classifier)]
 DetectorDep = Annotated[ServedModel, Depends(get_detector)]
 SegmenterDep = Annotated[ServedModel, Depends(get_segmenter)]
-UploadsDep = Annotated[list[Upload], Depends(get_uploads)]
+
+
+async def reserved_uploads(
+    request: Request, settings: Settings, served: ServedModel
+) -> AsyncIterator[ReservedUploads]:
+    """The uploads, with a slot of `served`'s queue taken as each image begins to arrive.
+
+    A full queue is refused (503) within one image's bytes, never after the whole body; the
+    slots no image used are given back when the route returns.
+    """
+    batcher = served.batcher
+    with batcher.reserve(0) as reservation:
+        images = await read_uploads(request, settings, lambda: batcher.grow(reservation))
+        note(images=len(images))
+        yield ReservedUploads(images=images, reservation=reservation)
+
+
+async def get_classifier_uploads(
+    request: Request, settings: SettingsDep, served: ClassifierDep
+) -> AsyncIterator[ReservedUploads]:
+    """The uploads, reserved in the classifier's queue."""
+    async for uploads in reserved_uploads(request, settings, served):
+        yield uploads
+
+
+async def get_detector_uploads(
+    request: Request, settings: SettingsDep, served: DetectorDep
+) -> AsyncIterator[ReservedUploads]:
+    """The uploads, reserved in the detector's queue."""
+    async for uploads in reserved_uploads(request, settings, served):
+        yield uploads
+
+
+async def get_segmenter_uploads(
+    request: Request, settings: SettingsDep, served: SegmenterDep
+) -> AsyncIterator[ReservedUploads]:
+    """The uploads, reserved in the segmenter's queue."""
+    async for uploads in reserved_uploads(request, settings, served):
+        yield uploads
+
+
+# scope="function": unused slots return as soon as the route returns, before the answer is sent.
+ClassifierUploadsDep = Annotated[ReservedUploads, Depends(get_classifier_uploads, scope="function")]
+DetectorUploadsDep = Annotated[ReservedUploads, Depends(get_detector_uploads, scope="function")]
+SegmenterUploadsDep = Annotated[ReservedUploads, Depends(get_segmenter_uploads, scope="function")]

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from app.api.deps import DetectorDep, StateDep, UploadsDep, require_api_key
+from app.api.deps import DetectorDep, DetectorUploadsDep, StateDep, require_api_key
 from app.api.responses import ERROR_RESPONSES
 from app.api.uploads import IMAGE_REQUEST_BODY
 from app.schemas import DetectResponse
@@ -22,7 +22,7 @@ router = APIRouter(tags=["inference"], dependencies=[Depends(require_api_key)])
 )
 async def detect(
     served: DetectorDep,
-    uploads: UploadsDep,
+    uploads: DetectorUploadsDep,
     state: StateDep,
     score_threshold: Annotated[
         float | None, Query(ge=0.0, le=1.0, description="Default: the model card's.")

@@ -13,8 +13,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.responses import render_error
 from app.errors import Overloaded, PayloadTooLarge, RequestTimeout, ServiceError
+from app.request_context import RequestFacts, current_request
 
 logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("app.access")
 
 REQUEST_ID_HEADER = "x-request-id"
 # Printable ASCII without spaces: anything else would be echoed garbled or split a log line.
@@ -25,14 +27,20 @@ RELEASE_AFTER_BYTES = 8 * 1024 * 1024
 
 
 class RequestContextMiddleware:
-    """Tags each request with an id and records its status and latency.
+    """Tags each request with an id, records its status and latency, writes its access line.
 
     A client that disconnects mid-request is logged once at INFO and counted as 499.
     """
 
-    def __init__(self, app: ASGIApp, metrics_requests: Callable[[str, int, float], None]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics_requests: Callable[[str, int, float], None],
+        access_log: bool = True,
+    ) -> None:
         self.app = app
         self.record = metrics_requests
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,6 +50,8 @@ class RequestContextMiddleware:
         valid = _REQUEST_ID.fullmatch(offered) is not None
         request_id = offered.decode("ascii") if valid else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        facts = RequestFacts(request_id=request_id)
+        token = current_request.set(facts)
         status = 500
 
         async def tagged_send(message: Message) -> None:
@@ -62,8 +72,41 @@ class RequestContextMiddleware:
                 "client closed the connection during %s (request %s)", scope["path"], request_id
             )
         finally:
-            route = scope.get("route")
-            self.record(getattr(route, "path", "unmatched"), status, time.perf_counter() - started)
+            current_request.reset(token)
+            route = getattr(scope.get("route"), "path", "unmatched")
+            seconds = time.perf_counter() - started
+            self.record(route, status, seconds)
+            if self.access_log:
+                _log_access(scope, route, status, seconds, facts)
+
+
+def _log_access(scope: Scope, route: str, status: int, seconds: float, facts: RequestFacts) -> None:
+    """One line per answered request, with what an operator searches by."""
+    fields: dict[str, object] = {
+        "request_id": facts.request_id,
+        "method": scope["method"],
+        "route": route,
+        "status": status,
+        "latency_ms": round(seconds * 1000, 1),
+        "model": facts.model,
+        "model_version": facts.model_version,
+        "images": facts.images,
+        "key_id": facts.key_id,
+        "client": (scope.get("client") or ("-",))[0],
+    }
+    shown = {name: value for name, value in fields.items() if value is not None}
+    served = f" {facts.model}@{facts.model_version}" if facts.model else ""
+    images = f" {facts.images} image(s)" if facts.images is not None else ""
+    access_logger.info(
+        "%s %s %d %.1f ms%s%s",
+        scope["method"],
+        scope["path"],
+        status,
+        seconds * 1000,
+        served,
+        images,
+        extra={"fields": shown},
+    )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

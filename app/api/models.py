@@ -6,7 +6,12 @@ from app.api.deps import RegistryDep, SettingsDep, require_api_key
 from app.api.responses import ERROR_RESPONSES
 from app.runtime.device import describe_device
 from app.runtime.registry import ServedModel
-from app.schemas import ModelDescription, ModelsResponse
+from app.schemas import (
+    ModelDescription,
+    ModelsResponse,
+    RefusedModelDescription,
+    SignatureDescription,
+)
 
 router = APIRouter(tags=["models"], dependencies=[Depends(require_api_key)])
 
@@ -19,6 +24,11 @@ async def list_models(registry: RegistryDep, settings: SettingsDep) -> ModelsRes
         default_classifier=settings.default_classifier,
         default_detector=settings.default_detector,
         default_segmenter=settings.default_segmenter,
+        signatures_checked=registry.signatures_checked,
+        refused=[
+            RefusedModelDescription(folder=item.folder, reason=item.reason)
+            for item in registry.refused
+        ],
         models=[_describe(served) for served in registry.models],
     )
 
@@ -37,4 +47,9 @@ def _describe(served: ServedModel) -> ModelDescription:
         max_batch_size=served.batcher.policy.max_batch_size,
         calibrated=served.card.calibration is not None,
         tuning=served.tuning,
+        signature=SignatureDescription(
+            status=served.loaded.signature.status,
+            key_name=served.loaded.signature.key_name,
+            key_id=served.loaded.signature.key_id,
+        ),
     )

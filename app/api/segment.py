@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from app.api.deps import SegmenterDep, StateDep, UploadsDep, require_api_key
+from app.api.deps import SegmenterDep, SegmenterUploadsDep, StateDep, require_api_key
 from app.api.responses import ERROR_RESPONSES
 from app.api.uploads import IMAGE_REQUEST_BODY
 from app.schemas import SegmentResponse
@@ -22,7 +22,7 @@ router = APIRouter(tags=["inference"], dependencies=[Depends(require_api_key)])
 )
 async def segment(
     served: SegmenterDep,
-    uploads: UploadsDep,
+    uploads: SegmenterUploadsDep,
     state: StateDep,
     mask_format: Annotated[
         Literal["png", "rle"],

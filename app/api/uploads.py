@@ -1,9 +1,11 @@
 """Read the request body into uploads: multipart `image` fields, or one raw image/* body."""
 
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
+
 from fastapi import Request
 from starlette.datastructures import FormData, UploadFile
-from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from app.config import Settings
 from app.errors import (
@@ -41,12 +43,19 @@ IMAGE_REQUEST_BODY = {
 }
 
 
-async def read_uploads(request: Request, settings: Settings) -> list[Upload]:
-    """The uploads of an image request, or the precise error for a malformed body."""
+async def read_uploads(
+    request: Request, settings: Settings, on_image: Callable[[], None]
+) -> list[Upload]:
+    """The uploads of an image request, or the precise error for a malformed body.
+
+    `on_image` runs as each image begins to arrive, before its bytes are read; what it raises
+    (a full queue's 503) ends the reading there.
+    """
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == "multipart/form-data":
-        return await _read_multipart(request, settings)
+        return await _read_multipart(request, settings, on_image)
     if media_type.startswith("image/"):
+        on_image()
         return [Upload(filename=None, data=await request.body())]
     raise UnsupportedMediaType(
         f"Send multipart/form-data with field {IMAGE_FIELD!r}, or a raw image/* body; "
@@ -55,12 +64,37 @@ async def read_uploads(request: Request, settings: Settings) -> list[Upload]:
     )
 
 
-async def _read_multipart(request: Request, settings: Settings) -> list[Upload]:
+class _ImageAwareParser(MultiPartParser):
+    """Starlette's streaming multipart parser, calling back as each image field begins."""
+
+    def __init__(
+        self,
+        request: Request,
+        stream: AsyncGenerator[bytes],
+        on_image: Callable[[], None],
+        *,
+        max_files: int,
+    ) -> None:
+        # Text fields are allowed beside the images (clients send names, ids), a few more.
+        super().__init__(request.headers, stream, max_files=max_files, max_fields=max_files + 16)
+        self._on_image = on_image
+
+    def on_headers_finished(self) -> None:
+        super().on_headers_finished()
+        part = self._current_part
+        if part.file is not None and part.field_name == IMAGE_FIELD:
+            self._on_image()
+
+
+async def _read_multipart(
+    request: Request, settings: Settings, on_image: Callable[[], None]
+) -> list[Upload]:
     limit = settings.max_images_per_request
     try:
-        form = await request.form(max_files=limit, max_fields=limit + 16)
-    except (HTTPException, MultiPartException) as error:
-        message = str(getattr(error, "detail", None) or error)
+        async with aclosing(request.stream()) as stream:
+            form = await _ImageAwareParser(request, stream, on_image, max_files=limit).parse()
+    except MultiPartException as error:
+        message = str(error.message)
         if "too many files" in message.lower():
             raise TooManyImages(f"At most {limit} images per request.", limit=limit) from error
         raise InvalidRequest(f"The multipart body is malformed: {message}") from error

@@ -4,7 +4,7 @@ The event loop only enqueues and awaits; the worker threads are the only place m
 Several workers may share one queue (like model instances in Triton): on a CPU, one
 single-threaded worker per core keeps every core busy with no load imbalance.
 The queue is bounded so overload is answered at once (503) instead of with growing latency;
-callers reserve their slots before decoding, so a refusal wastes no work.
+callers reserve a slot as each upload begins to arrive, so a refusal wastes no work.
 """
 
 import asyncio
@@ -18,12 +18,24 @@ from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from app.errors import NotReady, Overloaded
+from app.request_context import current_request_id
 
 logger = logging.getLogger(__name__)
 
 In = TypeVar("In")
 Out = TypeVar("Out")
-BatchObserver = Callable[[int, float], None]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BatchRecord:
+    """One forward pass, as the metrics see it."""
+
+    size: int
+    forward_s: float  # the batch function: forward pass and postprocessing
+    queued_s: tuple[float, ...]  # per item: from its enqueueing to the start of its batch
+
+
+BatchObserver = Callable[[BatchRecord], None]
 
 
 @dataclass(slots=True)
@@ -31,6 +43,8 @@ class _Pending(Generic[In, Out]):
     item: In
     future: "asyncio.Future[Out]"
     loop: asyncio.AbstractEventLoop
+    enqueued: float  # time.perf_counter()
+    request_id: str | None  # the request it came with, for the batch's log lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +133,15 @@ class DynamicBatcher(Generic[In, Out]):
         finally:
             self._release(reservation.held)
 
+    def grow(self, reservation: Reservation, count: int = 1) -> None:
+        """Hold `count` more slots for the reservation, or raise Overloaded at once.
+
+        A request reading its uploads takes a slot as each image begins, so overload is refused
+        within one image's bytes rather than after the whole body.
+        """
+        self._reserve(count)
+        reservation.held += count
+
     async def submit_many(
         self, items: Sequence[In], reservation: Reservation | None = None
     ) -> list[Out]:
@@ -136,8 +159,9 @@ class DynamicBatcher(Generic[In, Out]):
             reservation.held -= len(items)  # the worker frees these slots once they ran
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Out]] = [loop.create_future() for _ in items]
+        now, request_id = time.perf_counter(), current_request_id()
         for item, future in zip(items, futures, strict=True):
-            self._queue.put(_Pending(item, future, loop))
+            self._queue.put(_Pending(item, future, loop, now, request_id))
         try:
             return list(await asyncio.gather(*futures))
         finally:
@@ -205,15 +229,37 @@ class DynamicBatcher(Generic[In, Out]):
                 if len(outputs) != len(live):
                     raise RuntimeError(f"{len(live)} inputs gave {len(outputs)} outputs")
         except Exception as failure:  # a failed batch fails its callers, not the worker
-            logger.exception("batch of %d failed in model %r", len(live), self.name)
+            logger.exception(
+                "batch of %d failed in model %r (requests %s)",
+                len(live),
+                self.name,
+                _request_ids(live),
+            )
             error = failure
         # Book-keeping first, so a caller that sees its answer also sees it counted.
+        if live and error is None:
+            logger.debug(
+                "model %r: batch of %d in %.1f ms (requests %s)",
+                self.name,
+                len(live),
+                (time.perf_counter() - started) * 1000,
+                _request_ids(live),
+            )
         if live and error is None and self._observe_batch is not None:
-            self._observe_batch(len(live), time.perf_counter() - started)
+            record = BatchRecord(
+                size=len(live),
+                forward_s=time.perf_counter() - started,
+                queued_s=tuple(started - pending.enqueued for pending in live),
+            )
+            self._observe_batch(record)
         with self._lock:
             self._waiting -= len(batch)
         for index, pending in enumerate(live):
             _settle(pending, None if error else outputs[index], error)
+
+
+def _request_ids(batch: list[_Pending[In, Out]]) -> str:
+    return ", ".join(dict.fromkeys(str(pending.request_id) for pending in batch))
 
 
 def _settle(pending: _Pending[In, Out], output: Out | None, error: BaseException | None) -> None:

@@ -21,6 +21,7 @@ from app.runtime.card import (
     parse_card,
     parse_stored_card,
 )
+from app.runtime.signing import NOT_CHECKED, SignatureCheck, TrustedKey, verify_model
 
 logger = logging.getLogger(__name__)
 
@@ -35,35 +36,45 @@ class LoadedModel:
     device: torch.device
     # The open-set reference embeddings [M, D] on the device (kNN method), else None.
     references: torch.Tensor | None = None
+    signature: SignatureCheck = NOT_CHECKED
 
 
-def load_model(directory: Path, device: torch.device) -> LoadedModel:
-    """Load `directory/model.pt`, refusing it when card.json's hash or card disagree."""
+def load_model(
+    directory: Path, device: torch.device, trusted_keys: dict[str, TrustedKey] | None = None
+) -> LoadedModel:
+    """Load `directory/model.pt`, refusing it when card.json's hash or card disagree.
+
+    With trusted keys, the folder's signature must verify too (unsigned, unknown key and
+    altered are refused with that reason).
+    """
     model_path = directory / MODEL_FILENAME
     if not model_path.is_file():
         raise ModelLoadError(f"{directory}: no {MODEL_FILENAME} in the model folder")
-    # Hash and load the same bytes, so the file cannot change between the check and the load.
+    # Hash, verify and load the same bytes, so no file can change between check and load.
     archive = model_path.read_bytes()
     sha256 = hashlib.sha256(archive).hexdigest()
-    stored = _read_stored_card(directory)
-    if stored is not None and stored.sha256 != sha256:
+    card_bytes, stored = _read_stored_card(directory)
+    signature = NOT_CHECKED
+    if trusted_keys:
+        signature = verify_model(directory, sha256, card_bytes, trusted_keys)
+    if stored.sha256 != sha256:
         raise ModelLoadError(
             f"{model_path}: sha256 is {sha256} but {CARD_FILENAME} says {stored.sha256}; "
             "the archive was modified or replaced after export"
         )
     module, embedded, references = _load_archive(model_path, archive, device)
-    if stored is not None:
-        _check_cards_agree(directory, stored, embedded)
-    else:
-        logger.warning(
-            "%s: no %s beside the archive; serving its embedded card", directory, CARD_FILENAME
-        )
+    _check_cards_agree(directory, stored, embedded)
     if embedded.name != directory.name:
         raise ModelLoadError(
             f"{directory}: the folder name must equal the card's name {embedded.name!r}"
         )
     return LoadedModel(
-        card=embedded, module=module, sha256=sha256, device=device, references=references
+        card=embedded,
+        module=module,
+        sha256=sha256,
+        device=device,
+        references=references,
+        signature=signature,
     )
 
 
@@ -74,12 +85,17 @@ def discover_model_dirs(model_dir: Path) -> list[Path]:
     return sorted(path.parent for path in model_dir.glob(f"*/{MODEL_FILENAME}"))
 
 
-def _read_stored_card(directory: Path) -> StoredCard | None:
+def _read_stored_card(directory: Path) -> tuple[bytes, StoredCard]:
+    """card.json's bytes (what a signature covers) and its card with the archive's sha256."""
     card_path = directory / CARD_FILENAME
     if not card_path.is_file():
-        return None
+        raise ModelLoadError(
+            f"{directory}: no {CARD_FILENAME} beside {MODEL_FILENAME}; without it the archive's "
+            "hash cannot be checked (export writes both)"
+        )
+    data = card_path.read_bytes()
     try:
-        return parse_stored_card(card_path.read_bytes())
+        return data, parse_stored_card(data)
     except ValidationError as error:
         raise ModelLoadError(f"{card_path} is not a valid card: {error}") from error
 

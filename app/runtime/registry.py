@@ -10,14 +10,15 @@ import torch
 
 from app.errors import ModelLoadError, ModelNotFound, WrongTask
 from app.runtime.autotune import TuningPolicy, runner_for, tune_model
-from app.runtime.batching import BatchPolicy, DynamicBatcher
+from app.runtime.batching import BatchPolicy, BatchRecord, DynamicBatcher
 from app.runtime.card import ModelCard, Task
 from app.runtime.loader import LoadedModel, discover_model_dirs, load_model
+from app.runtime.signing import TrustedKey
 from app.runtime.tuning import Tuning
 
 logger = logging.getLogger(__name__)
 
-BatchObserver = Callable[[str, int, float], None]
+BatchObserver = Callable[[str, BatchRecord], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +43,32 @@ class ServedModel:
         return self.loaded.card.name
 
 
-class ModelRegistry:
-    """Loads every model in the store once, warms each up, and hands them out by name."""
+@dataclass(frozen=True, kw_only=True)
+class RefusedModel:
+    """A model folder the store holds but the service refused to serve, and why."""
 
-    def __init__(self, models: dict[str, ServedModel], device: torch.device) -> None:
+    folder: str
+    reason: str
+
+
+class ModelRegistry:
+    """Loads every model in the store once, warms each up, and hands them out by name.
+
+    A folder that fails to load or verify is refused (logged, listed in /models) and the others
+    are served; a store where every folder fails is an error.
+    """
+
+    def __init__(
+        self,
+        models: dict[str, ServedModel],
+        device: torch.device,
+        refused: tuple[RefusedModel, ...] = (),
+        trusted_keys: dict[str, TrustedKey] | None = None,
+    ) -> None:
         self._models = models
         self.device = device
+        self.refused = refused
+        self.trusted_keys = trusted_keys or {}
         self.ready = False
 
     @classmethod
@@ -58,25 +79,44 @@ class ModelRegistry:
         policy: BatchPolicy,
         tuning: TuningPolicy,
         observe_batch: BatchObserver | None = None,
+        *,
+        trusted_keys: dict[str, TrustedKey] | None = None,
     ) -> "ModelRegistry":
         """Load, verify, tune and warm up every model folder under `model_dir`."""
         models: dict[str, ServedModel] = {}
+        refused: list[RefusedModel] = []
         for directory in discover_model_dirs(model_dir):
-            loaded, tuned = tune_model(load_model(directory, device), tuning)
+            try:
+                loaded = load_model(directory, device, trusted_keys)
+            except ModelLoadError as error:
+                logger.error("refused %s: %s", directory.name, error)
+                refused.append(RefusedModel(folder=directory.name, reason=str(error)))
+                continue
+            loaded, tuned = tune_model(loaded, tuning)
             batching = replace(policy, max_batch_size=tuned.batch_size)
             models[loaded.card.name] = ServedModel(
                 loaded, _make_batcher(loaded, batching, observe_batch), tuned
             )
             logger.info(
-                "loaded %s v%s (%s) sha256=%s",
+                "loaded %s v%s (%s) sha256=%s signature %s",
                 loaded.card.name,
                 loaded.card.version,
                 loaded.card.task,
                 loaded.sha256[:12],
+                _signature_note(loaded),
             )
         if not models:
-            raise ModelLoadError(f"the model store {model_dir} holds no model folders")
-        return cls(models, device)
+            reasons = "; ".join(item.reason for item in refused)
+            raise ModelLoadError(
+                f"the model store {model_dir} holds no servable model folders"
+                + (f": {reasons}" if reasons else "")
+            )
+        return cls(models, device, tuple(refused), trusted_keys)
+
+    @property
+    def signatures_checked(self) -> bool:
+        """Whether models had to verify against trusted keys to be served."""
+        return bool(self.trusted_keys)
 
     @property
     def models(self) -> list[ServedModel]:
@@ -121,8 +161,15 @@ def _make_batcher(
 ) -> DynamicBatcher[Any, Any]:
     name = loaded.card.name
 
-    def observe(size: int, seconds: float) -> None:
+    def observe(record: BatchRecord) -> None:
         if observe_batch is not None:
-            observe_batch(name, size, seconds)
+            observe_batch(name, record)
 
     return DynamicBatcher(name, runner_for(loaded), policy, observe)
+
+
+def _signature_note(loaded: LoadedModel) -> str:
+    check = loaded.signature
+    if check.key_id is None:
+        return check.status
+    return f"{check.status} ({check.key_name} {check.key_id})"

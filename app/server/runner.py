@@ -57,6 +57,10 @@ def uvicorn_config(settings: Settings, app: ASGIApp | None = None) -> uvicorn.Co
         workers=settings.workers,
         http=guarded_protocol(ServerLimits.from_settings(settings)),
         log_level=settings.log_level.lower(),
+        # Logging is ours (app/observability.py): one format for uvicorn's lines and ours,
+        # and the access line is written by the request middleware with the request's facts.
+        log_config=None,
+        access_log=False,
         timeout_keep_alive=max(1, round(settings.keep_alive_timeout_s)),
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
         # uvicorn's own bound answers in plain text; the protocol refuses in JSON instead.
@@ -79,6 +83,8 @@ def serve(settings: Settings) -> int:
             port=settings.port,
             workers=settings.workers,
             log_level=settings.log_level.lower(),
+            log_config=None,
+            access_log=False,
             timeout_keep_alive=config.timeout_keep_alive,
             timeout_graceful_shutdown=config.timeout_graceful_shutdown,
             limit_concurrency=settings.max_connections,

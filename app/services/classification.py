@@ -9,16 +9,17 @@ from app.runtime.registry import ServedModel
 from app.schemas import ClassificationResult, ClassifyResponse, DecisionRule, Prediction
 from app.services.pipeline import (
     Outcome,
+    ReservedUploads,
     error_body,
     failed_upload_digests,
     model_ref,
     run_uploads,
 )
-from app.services.uploads import ImagePreparer, Upload
+from app.services.uploads import ImagePreparer
 
 
 async def classify_uploads(
-    uploads: list[Upload],
+    uploads: ReservedUploads,
     served: ServedModel,
     *,
     top_k: int,
@@ -46,12 +47,12 @@ async def classify_uploads(
         metrics=metrics,
     )
     rule = _decision_rule(served.card.calibration, min_probability)
-    digests = await failed_upload_digests(uploads, outcomes, preparer)
+    digests = await failed_upload_digests(uploads.images, outcomes, preparer)
     results = [
         _result(
             index, upload.filename, outcome, digests=digests, labels=served.card.labels, rule=rule
         )
-        for index, (upload, outcome) in enumerate(zip(uploads, outcomes, strict=True))
+        for index, (upload, outcome) in enumerate(zip(uploads.images, outcomes, strict=True))
     ]
     return ClassifyResponse(
         model=model_ref(served), calibrated=rule is not None, decision_rule=rule, results=results

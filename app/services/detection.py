@@ -6,16 +6,17 @@ from app.runtime.registry import ServedModel
 from app.schemas import Box, DetectedObjectPublic, DetectionResult, DetectResponse
 from app.services.pipeline import (
     Outcome,
+    ReservedUploads,
     error_body,
     failed_upload_digests,
     model_ref,
     run_uploads,
 )
-from app.services.uploads import ImagePreparer, Upload
+from app.services.uploads import ImagePreparer
 
 
 async def detect_uploads(
-    uploads: list[Upload],
+    uploads: ReservedUploads,
     served: ServedModel,
     *,
     score_threshold: float | None,
@@ -36,10 +37,10 @@ async def detect_uploads(
         timeout_s=timeout_s,
         metrics=metrics,
     )
-    digests = await failed_upload_digests(uploads, outcomes, preparer)
+    digests = await failed_upload_digests(uploads.images, outcomes, preparer)
     results = [
         _result(index, upload.filename, outcome, digests, served.card.labels)
-        for index, (upload, outcome) in enumerate(zip(uploads, outcomes, strict=True))
+        for index, (upload, outcome) in enumerate(zip(uploads.images, outcomes, strict=True))
     ]
     return DetectResponse(model=model_ref(served), score_threshold=threshold, results=results)
 

@@ -2,10 +2,12 @@
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from app.errors import InferenceTimeout, ServiceError
 from app.observability import ServiceMetrics
+from app.runtime.batching import Reservation
 from app.runtime.registry import ServedModel
 from app.schemas import ErrorBody, ModelRef
 from app.services.uploads import ImagePreparer, PreparedImage, Upload
@@ -13,8 +15,16 @@ from app.services.uploads import ImagePreparer, PreparedImage, Upload
 Outcome = tuple[PreparedImage, Any] | ServiceError
 
 
+@dataclass(frozen=True, kw_only=True)
+class ReservedUploads:
+    """A request's uploads and the model's queue slots taken while they arrived (one each)."""
+
+    images: list[Upload]
+    reservation: Reservation
+
+
 async def run_uploads(
-    uploads: list[Upload],
+    uploads: ReservedUploads,
     served: ServedModel,
     make_input: Callable[[PreparedImage], Any],
     *,
@@ -26,15 +36,14 @@ async def run_uploads(
 
     A request with a single unusable upload raises that upload's error instead.
     """
-    # Slots are reserved before any decoding: an overloaded model refuses at once (503) and
-    # never throws decoded images away.
+    # The slots were reserved as the uploads arrived (app/api/deps.py): an overloaded model
+    # refused at once (503), and no decoded image is thrown away.
     try:
         async with asyncio.timeout(timeout_s):
-            with served.batcher.reserve(len(uploads)) as reservation:
-                prepared = await _prepare(uploads, served, preparer)
-                usable = [item for item in prepared if isinstance(item, PreparedImage)]
-                inputs = [make_input(item) for item in usable]
-                outputs = iter(await served.batcher.submit_many(inputs, reservation))
+            prepared = await _prepare(uploads.images, served, preparer)
+            usable = [item for item in prepared if isinstance(item, PreparedImage)]
+            inputs = [make_input(item) for item in usable]
+            outputs = iter(await served.batcher.submit_many(inputs, uploads.reservation))
     except TimeoutError:
         raise InferenceTimeout(f"No answer within {timeout_s} s.", timeout_s=timeout_s) from None
     outcomes: list[Outcome] = [
@@ -43,6 +52,8 @@ async def run_uploads(
     for outcome in outcomes:
         code = outcome.code if isinstance(outcome, ServiceError) else "ok"
         metrics.images.labels(served.name, code).inc()
+        if not isinstance(outcome, ServiceError):
+            metrics.decode_seconds.labels(served.name).observe(outcome[0].decode_s)
     if len(outcomes) == 1 and isinstance(outcomes[0], ServiceError):
         raise outcomes[0]
     return outcomes

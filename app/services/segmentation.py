@@ -17,18 +17,19 @@ from app.schemas import (
 from app.services.masks import encode_png, encode_rle
 from app.services.pipeline import (
     Outcome,
+    ReservedUploads,
     error_body,
     failed_upload_digests,
     model_ref,
     run_uploads,
 )
-from app.services.uploads import ImagePreparer, PreparedImage, Upload
+from app.services.uploads import ImagePreparer, PreparedImage
 
 MaskFormat = Literal["png", "rle"]
 
 
 async def segment_uploads(
-    uploads: list[Upload],
+    uploads: ReservedUploads,
     served: ServedModel,
     *,
     mask_format: MaskFormat,
@@ -45,7 +46,7 @@ async def segment_uploads(
         timeout_s=timeout_s,
         metrics=metrics,
     )
-    digests = await failed_upload_digests(uploads, outcomes, preparer)
+    digests = await failed_upload_digests(uploads.images, outcomes, preparer)
     labels = served.card.labels
     # Mask encoding is CPU work on whole upload-sized maps: the decode pool does it.
     results = await preparer.run(
@@ -58,7 +59,7 @@ async def segment_uploads(
                 labels=labels,
                 mask_format=mask_format,
             )
-            for index, (upload, outcome) in enumerate(zip(uploads, outcomes, strict=True))
+            for index, (upload, outcome) in enumerate(zip(uploads.images, outcomes, strict=True))
         ]
     )
     return SegmentResponse(model=model_ref(served), format=mask_format, results=results)

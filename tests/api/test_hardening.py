@@ -1,11 +1,13 @@
 """Hardening (issue 16) seen through the app: bodies, overload, auth, ids, docs, readiness."""
 
 import gc
+import json
 import time
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.types import Message
 
 from app.api.state import AppState
 from app.config import Settings
@@ -210,3 +212,67 @@ def test_a_full_queue_refuses_before_reading_the_body(client: TestClient) -> Non
     assert answer.status_code == 503
     assert error_code(answer) == "overloaded"
     assert read == []
+
+
+def test_a_multipart_body_is_refused_at_the_first_image_that_does_not_fit(
+    settings: Settings,
+) -> None:
+    """With room for two images, a four-image body gets its 503 as the third begins.
+
+    Driven at the ASGI level, chunk by chunk, because the test client sends a body whole.
+    """
+    boundary = "visionserve-test"
+    image = solid(RED)
+    parts = [
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; '
+            f'filename="{index}.png"\r\nContent-Type: image/png\r\n\r\n'
+        ).encode()
+        + image
+        + b"\r\n"
+        for index in range(4)
+    ] + [f"--{boundary}--\r\n".encode()]
+    parts_read: list[int] = []
+    messages: list[Message] = []
+
+    async def receive() -> Message:
+        index = len(parts_read)
+        parts_read.append(index)
+        more = index + 1 < len(parts)
+        return {"type": "http.request", "body": parts[index], "more_body": more}
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    with TestClient(create_app(settings.model_copy(update={"queue_limit": 3}))) as client:
+        state: AppState = client.app.state.services  # type: ignore[attr-defined]
+        batcher = state.registry.get("tiny-colors").batcher
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/classify",
+            "raw_path": b"/classify",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"host", b"testserver"),
+                (b"content-type", f"multipart/form-data; boundary={boundary}".encode()),
+                (b"transfer-encoding", b"chunked"),
+            ],
+            "client": ("127.0.0.1", 5000),
+            "server": ("testserver", 80),
+            "state": {},
+        }
+        with batcher.reserve(1):
+            assert client.portal is not None
+            client.portal.call(client.app, scope, receive, send)
+        start = messages[0]
+        assert start["status"] == 503
+        assert (b"connection", b"close") in start["headers"]  # the rest is never read
+        assert json.loads(messages[1]["body"])["error"]["code"] == "overloaded"
+        assert parts_read == [0, 1, 2]
+        two = client.post("/classify", files=[("image", ("a.png", image, "image/png"))] * 2)
+        assert two.status_code == 200  # the refused request's two slots were given back

@@ -57,6 +57,22 @@ def test_metrics_count_requests_and_images(client: TestClient) -> None:
     assert 'visionserve_http_requests_total{route="/classify",status="400"} 1.0' in text
 
 
+def test_metrics_time_each_stage_and_name_the_served_versions(client: TestClient) -> None:
+    files = [("image", (f"{n}.png", solid(RED), "image/png")) for n in range(3)]
+    assert client.post("/classify", files=files).status_code == 200
+    text = client.get("/metrics").text
+    served = client.get("/models/tiny-colors").json()
+    assert 'visionserve_queue_duration_seconds_count{model="tiny-colors"} 3.0' in text
+    assert 'visionserve_decode_duration_seconds_count{model="tiny-colors"} 3.0' in text
+    assert 'visionserve_batch_duration_seconds_count{model="tiny-colors"}' in text
+    assert 'visionserve_model_loads_total{model="tiny-colors",outcome="loaded"} 1.0' in text
+    info = (
+        f'visionserve_model_info{{model="tiny-colors",sha256="{served["sha256"]}",'
+        f'task="classify",version="{served["card"]["version"]}"}} 1.0'
+    )
+    assert info in text
+
+
 def test_request_id_is_echoed(client: TestClient) -> None:
     answer = client.get("/healthz", headers={"x-request-id": "abc123"})
     assert answer.headers["x-request-id"] == "abc123"

@@ -8,15 +8,10 @@ import pytest
 from PIL import Image
 
 from tests.training.helpers import needs_fashion_mnist, quick_config
-from training.classification.data import (
-    FileImages,
-    ImageDataset,
-    load_data,
-    load_split,
-    stratified_split,
-)
+from training.classification.data import load_data, load_split, stratified_split
 from training.classification.datacheck import format_report, scan_folder
 from training.classification.fashion_mnist import read_fashion_mnist
+from training.classification.images import FileImages, ImageDataset
 from training.core.datacheck import DatasetError
 
 

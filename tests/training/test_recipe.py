@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from tests.training.helpers import quick_config
+from training.classification.backbone import frozen_layers
 from training.classification.config import TrainConfig
 from training.classification.engine import Optimization, train_one_epoch
 from training.classification.models import create_classifier
 from training.classification.modules import NormalizedClassifier
 from training.classification.recipe import build_optimizer, class_weights, scale_recipe
-from training.classification.trainer import frozen_layers
 from training.core.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint
 from training.core.config import ConfigError
 from training.core.distributed import EpochSampler, ShardSampler

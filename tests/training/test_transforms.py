@@ -11,7 +11,7 @@ from app.imaging import decode_image
 from app.runtime.card import InputSpec
 from app.runtime.preprocessing import draft_size, preprocess_image
 from tests.images import encode, photo
-from training.classification.data import ArrayImages, FileImages, ImageDataset
+from training.classification.images import ArrayImages, FileImages, ImageDataset
 from training.classification.transforms import (
     EvalPreset,
     TrainPreset,

@@ -1,5 +1,6 @@
 """The loader serves verified archives only."""
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -52,15 +53,20 @@ def test_refuses_an_invalid_card(model_dir: Path) -> None:
 
 
 def test_refuses_an_archive_that_is_not_torchscript(model_dir: Path) -> None:
-    (model_dir / "card.json").unlink()
-    (model_dir / "model.pt").write_bytes(b"not a zip archive")
+    garbage = b"not a zip archive"
+    (model_dir / "model.pt").write_bytes(garbage)
+    card_path = model_dir / "card.json"
+    card = json.loads(card_path.read_text())
+    card["sha256"] = hashlib.sha256(garbage).hexdigest()  # the hash agrees; the archive is bad
+    card_path.write_text(json.dumps(card))
     with pytest.raises(ModelLoadError, match="not a loadable TorchScript archive"):
         load_model(model_dir, CPU)
 
 
-def test_lone_archive_is_served_with_its_embedded_card(model_dir: Path) -> None:
+def test_refuses_a_lone_archive(model_dir: Path) -> None:
     (model_dir / "card.json").unlink()
-    assert load_model(model_dir, CPU).card.name == TINY_MODEL
+    with pytest.raises(ModelLoadError, match=r"no card\.json beside model\.pt"):
+        load_model(model_dir, CPU)
 
 
 def test_folder_must_be_named_after_the_model(model_dir: Path) -> None:

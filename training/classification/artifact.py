@@ -17,8 +17,8 @@ from app.runtime.card import ModelCard
 from app.runtime.inference import split_outputs
 from app.runtime.loader import LoadedModel, load_model
 from app.runtime.preprocessing import draft_size, preprocess_image
-from training.classification.data import LabeledImages
 from training.classification.heldout import evaluation_split
+from training.classification.images import LabeledImages
 from training.classification.metrics import (
     ClassificationMetrics,
     Tally,

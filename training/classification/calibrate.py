@@ -17,9 +17,9 @@ from app.runtime.loader import LoadedModel
 from app.runtime.openset import calibrated_probabilities
 from training.classification.artifact import Outputs, card_targets, load_classifier, model_outputs
 from training.classification.calibration import CalibrationData, DecisionGoals, fit_calibration
-from training.classification.data import LabeledImages
 from training.classification.decision_plots import RELIABILITY_PNG, plot_reliability
 from training.classification.heldout import splits_as_trained
+from training.classification.images import LabeledImages
 from training.classification.unknowns import load_unknown, overlapping
 from training.core.datacheck import DatasetError
 from training.core.export import rewrite_archive

@@ -9,13 +9,8 @@ from pathlib import Path
 
 from app.runtime.card import ModelCard
 from training.classification.config import TrainConfig
-from training.classification.data import (
-    BUILTIN_PREFIX,
-    DataSplits,
-    LabeledImages,
-    load_data,
-    load_split,
-)
+from training.classification.data import BUILTIN_PREFIX, DataSplits, load_data, load_split
+from training.classification.images import LabeledImages
 from training.core.datacheck import DatasetError
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from app.runtime.card import InputSpec
 from app.runtime.preprocessing import draft_size
 from training.classification.config import TrainConfig
-from training.classification.data import ImageDataset, LabeledImages
+from training.classification.images import ImageDataset, LabeledImages
 from training.classification.transforms import EvalPreset, TrainPreset, choose_augment
 from training.core.distributed import DistContext, EpochSampler, ShardSampler
 from training.core.recipe import create_optimizer, steps_per_epoch

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from app.runtime.card import InputSpec
+from training.classification.backbone import build_model, frozen_layers
 from training.classification.calibrate import CalibrationRun, calibrate, unknown_from_source
 from training.classification.calibration import DecisionGoals
 from training.classification.config import TrainConfig
@@ -20,7 +20,6 @@ from training.classification.data import DataSplits, load_data
 from training.classification.datacheck import DatasetReport, format_report
 from training.classification.engine import Optimization, evaluate, train_one_epoch
 from training.classification.metrics import ClassificationMetrics, compute_metrics, format_metrics
-from training.classification.models import SMALL_CNNS, create_classifier, make_input_spec
 from training.classification.modules import NormalizedClassifier
 from training.classification.publish import Outcome, export_classifier_run, write_outputs
 from training.classification.recipe import (
@@ -31,7 +30,6 @@ from training.classification.recipe import (
     eval_loader,
     scale_recipe,
 )
-from training.classification.transforms import EvalPreset, channel_statistics
 from training.core.checkpoint import Checkpoint, TrainState
 from training.core.datacheck import DatasetError
 from training.core.distributed import DistContext, barrier, broadcast_buffers
@@ -52,7 +50,6 @@ from training.core.session import (
 
 logger = logging.getLogger(__name__)
 
-_STATISTICS_SAMPLE = 2000
 _MISTAKES_SHOWN = 24
 
 
@@ -104,7 +101,7 @@ def _setup(
 ) -> Run:
     data, report = load_data(config)
     config = scale_recipe(config, len(data.train), context.world_size, context.is_main)
-    model, spec, head, source = _build_model(config, data, resume)
+    model, spec, head, source = build_model(config, data, resume)
     settings = step_settings(config, context.device, config.channels_last)
     model.to(context.device)
     if settings.channels_last:
@@ -135,72 +132,6 @@ def _setup(
         best_weights=best_weights_on_disk(resume_dir),
         frozen=frozen_layers(model.backbone, head, config.freeze_backbone_epochs, context.is_main),
     )
-
-
-def _build_model(
-    config: TrainConfig, data: DataSplits, resume: Checkpoint | None
-) -> tuple[NormalizedClassifier, InputSpec, str, str]:
-    color_mode = data.color_mode if config.color_mode == "auto" else config.color_mode
-    in_channels = 1 if color_mode == "L" and config.arch in SMALL_CNNS else 3
-    weights = "none" if resume is not None else config.weights
-    created = create_classifier(config.arch, len(data.classes), weights, in_channels)
-    if resume is not None:
-        spec = InputSpec.model_validate(resume.input_spec)
-    else:
-        placeholder = _placeholder_statistics(in_channels)
-        spec = make_input_spec(
-            created, config.image_size, color_mode, data.native_size, placeholder
-        )
-        if created.pretrained_input is None:
-            statistics = channel_statistics(_sample(data, spec))
-            spec = make_input_spec(
-                created, config.image_size, color_mode, data.native_size, statistics
-            )
-    normalization = spec.normalization
-    assert normalization is not None
-    model = NormalizedClassifier(created.backbone, normalization.mean, normalization.std)
-    if resume is not None:
-        model.load_state_dict(resume.model)
-    return model, spec, created.head, created.weights_source
-
-
-def frozen_layers(backbone: nn.Module, head: str, epochs: int, log: bool) -> list[nn.Module]:
-    """The backbone's layers outside the head, which --freeze-backbone-epochs holds still.
-
-    Their learning rate is zero for those epochs (training/core/recipe.py) and they run in eval
-    mode, so batch norm neither updates its running statistics nor normalises by the batch.
-    """
-    if epochs <= 0:
-        return []
-    layers = [
-        module
-        for name, module in backbone.named_modules()
-        if name and not any(module.children()) and not (name + ".").startswith(head + ".")
-    ]
-    norms = sum(isinstance(layer, nn.modules.batchnorm._BatchNorm) for layer in layers)
-    count = sum(p.numel() for layer in layers for p in layer.parameters())
-    if log:
-        logger.info(
-            "backbone frozen for %d epochs: %d layers (%d batch-norm in eval mode), %s "
-            "parameters; training %s only",
-            epochs,
-            len(layers),
-            norms,
-            f"{count:,}",
-            head,
-        )
-    return layers
-
-
-def _placeholder_statistics(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    return (0.5,) * channels, (0.25,) * channels
-
-
-def _sample(data: DataSplits, spec: InputSpec) -> list[torch.Tensor]:
-    """Up to 2000 evenly spaced training images, as the eval preset gives them."""
-    preset = EvalPreset(spec)
-    stride = max(1, len(data.train) // _STATISTICS_SAMPLE)
-    return [preset(data.train.load(i)) for i in range(0, len(data.train), stride)]
 
 
 def _fit(run: Run) -> None:

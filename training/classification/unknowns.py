@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from training.classification.data import ArrayImages, FileImages, LabeledImages
+from training.classification.images import ArrayImages, FileImages, LabeledImages
 from training.core.datacheck import IMAGE_EXTENSIONS, DatasetError, inspect_files
 
 BUILTIN_PREFIX = "builtin:"

@@ -1,0 +1,473 @@
+"""Generated from the service's OpenAPI schema by scripts/client_models.py; do not edit."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel
+
+
+class Box(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    x_max: Annotated[float, Field(title="X Max")]
+    x_min: Annotated[float, Field(title="X Min")]
+    y_max: Annotated[float, Field(title="Y Max")]
+    y_min: Annotated[float, Field(title="Y Min")]
+
+
+class Comparison(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    chosen: Annotated[str, Field(title="Chosen")]
+    margin: Annotated[float, Field(title="Margin")]
+    ms_per_image: Annotated[dict[str, float], Field(title="Ms Per Image")]
+    relative_cost: Annotated[dict[str, float], Field(title="Relative Cost")]
+    rounds: Annotated[int, Field(title="Rounds")]
+
+
+class DecisionRule(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    accept_probability: Annotated[
+        float,
+        Field(
+            description="the card's, or the request's min_probability",
+            title="Accept Probability",
+        ),
+    ]
+    open_set_method: Annotated[str, Field(title="Open Set Method")]
+    unknown_threshold: Annotated[float, Field(title="Unknown Threshold")]
+
+
+class DetectedObjectPublic(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    box: Box
+    class_id: Annotated[int, Field(title="Class Id")]
+    label: Annotated[str, Field(title="Label")]
+    score: Annotated[float, Field(title="Score")]
+
+
+class DetectionSpec(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    box_coordinates: Annotated[
+        Literal["input", "original"] | None, Field(title="Box Coordinates")
+    ] = "input"
+    box_format: Annotated[Literal["xyxy"], Field(title="Box Format")] = "xyxy"
+    score_threshold: Annotated[float, Field(ge=0.0, le=1.0, title="Score Threshold")]
+
+
+class ErrorBody(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    code: Annotated[str, Field(title="Code")]
+    details: Annotated[dict[str, Any] | None, Field(title="Details")] = None
+    message: Annotated[str, Field(title="Message")]
+
+
+class ErrorResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    error: ErrorBody
+
+
+class Evaluation(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    dataset: Annotated[str, Field(title="Dataset")]
+    per_class: Annotated[dict[str, dict[str, float]] | None, Field(title="Per Class")] = None
+    source: Annotated[
+        str,
+        Field(
+            description="who measured it: this project's training run, or upstream",
+            title="Source",
+        ),
+    ]
+    split: Annotated[str, Field(title="Split")]
+    values: Annotated[dict[str, float], Field(title="Values")]
+
+
+class HealthResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    status: Annotated[str, Field(title="Status")]
+
+
+class CropSize(RootModel[int]):
+    root: Annotated[int, Field(ge=1, title="Crop Size")]
+
+
+class EmbeddingDim(RootModel[int]):
+    root: Annotated[int, Field(ge=1, title="Embedding Dim")]
+
+
+class ModelRef(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    name: Annotated[str, Field(title="Name")]
+    sha256: Annotated[str, Field(title="Sha256")]
+    version: Annotated[str, Field(title="Version")]
+
+
+class Normalization(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    mean: Annotated[list[float], Field(title="Mean")]
+    std: Annotated[list[float], Field(title="Std")]
+
+
+class K(RootModel[int]):
+    root: Annotated[
+        int,
+        Field(description="knn: the neighbour whose distance counts", ge=1, title="K"),
+    ]
+
+
+class References(RootModel[int]):
+    root: Annotated[int, Field(description="knn: stored embeddings", ge=1, title="References")]
+
+
+class OpenSetSpec(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    auroc: Annotated[float | None, Field(title="Auroc")] = None
+    compared: Annotated[
+        dict[str, float] | None,
+        Field(
+            description="AUROC of every method tried on the unknown data",
+            title="Compared",
+        ),
+    ] = None
+    fpr_unknown: Annotated[float | None, Field(title="Fpr Unknown")] = None
+    k: Annotated[
+        K | None,
+        Field(description="knn: the neighbour whose distance counts", title="K"),
+    ] = None
+    known_data: Annotated[str, Field(title="Known Data")]
+    method: Annotated[Literal["msp", "energy", "knn"], Field(title="Method")]
+    note: Annotated[str | None, Field(title="Note")] = ""
+    references: Annotated[
+        References | None,
+        Field(description="knn: stored embeddings", title="References"),
+    ] = None
+    target_tpr: Annotated[float, Field(gt=0.0, le=1.0, title="Target Tpr")]
+    threshold: Annotated[float, Field(title="Threshold")]
+    tpr_known: Annotated[float, Field(title="Tpr Known")]
+    unknown_data: Annotated[
+        str | None,
+        Field(description="None: chosen on known data only", title="Unknown Data"),
+    ]
+
+
+class PngMask(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    data: Annotated[
+        str, Field(description="base64 of a single-channel (palette) PNG", title="Data")
+    ]
+    format: Annotated[Literal["png"], Field(title="Format")] = "png"
+
+
+class Prediction(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    class_id: Annotated[int, Field(title="Class Id")]
+    label: Annotated[str, Field(title="Label")]
+    score: Annotated[float, Field(title="Score")]
+
+
+class RefusedModelDescription(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    folder: Annotated[str, Field(title="Folder")]
+    reason: Annotated[str, Field(title="Reason")]
+
+
+class RleClassMaskPublic(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    class_id: Annotated[int, Field(title="Class Id")]
+    counts: Annotated[str, Field(title="Counts")]
+    size: Annotated[
+        tuple[int, int],
+        Field(description="[height, width], as COCO orders it", title="Size"),
+    ]
+
+
+class RleMask(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    classes: Annotated[list[RleClassMaskPublic], Field(title="Classes")]
+    format: Annotated[Literal["rle"], Field(title="Format")] = "rle"
+
+
+class SegmentClass(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    class_id: Annotated[int, Field(title="Class Id")]
+    fraction: Annotated[float, Field(description="pixels / (width x height)", title="Fraction")]
+    label: Annotated[str, Field(title="Label")]
+    pixels: Annotated[int, Field(title="Pixels")]
+
+
+class SegmentationResult(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    classes: Annotated[
+        list[SegmentClass] | None,
+        Field(
+            description="classes present, most pixels first; pixels add up to w x h",
+            title="Classes",
+        ),
+    ] = None
+    error: ErrorBody | None = None
+    filename: Annotated[str | None, Field(title="Filename")]
+    height: Annotated[int | None, Field(title="Height")] = None
+    image_sha256: Annotated[
+        str | None,
+        Field(description="sha256 of the uploaded bytes", title="Image Sha256"),
+    ] = None
+    index: Annotated[int, Field(title="Index")]
+    mask: Annotated[PngMask | RleMask | None, Field(title="Mask")] = None
+    width: Annotated[int | None, Field(title="Width")] = None
+
+
+class SegmentationSpec(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    background_class_id: Annotated[int | None, Field(ge=0, title="Background Class Id")] = 0
+    mask_coordinates: Annotated[Literal["original"], Field(title="Mask Coordinates")] = "original"
+    output: Annotated[Literal["logits"], Field(title="Output")] = "logits"
+
+
+class SignatureDescription(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    key_id: Annotated[
+        str | None,
+        Field(description="sha256 of the public key, 16 hex", title="Key Id"),
+    ] = None
+    key_name: Annotated[str | None, Field(title="Key Name")] = None
+    status: Annotated[
+        Literal["verified", "not checked"],
+        Field(
+            description="not checked: the service has no trusted keys (VISION_TRUSTED_KEYS)",
+            title="Status",
+        ),
+    ]
+
+
+class Tuning(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    batch_size: Annotated[int, Field(title="Batch Size")]
+    batch_trial: Comparison | None = None
+    profile: Annotated[str | None, Field(title="Profile")] = None
+    runtime: Annotated[Literal["as loaded", "oneDNN"], Field(title="Runtime")]
+    runtime_reason: Annotated[str, Field(title="Runtime Reason")]
+    runtime_trial: Comparison | None = None
+    source: Annotated[Literal["measured", "profile", "settings"], Field(title="Source")]
+
+
+class CalibrationSpec(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    accept_probability: Annotated[float, Field(ge=0.0, le=1.0, title="Accept Probability")]
+    accept_rule: Annotated[str, Field(title="Accept Rule")]
+    data: Annotated[str, Field(description="the held-out data it was fitted on", title="Data")]
+    ece_after: Annotated[float, Field(title="Ece After")]
+    ece_before: Annotated[float, Field(title="Ece Before")]
+    images: Annotated[int, Field(ge=1, title="Images")]
+    open_set: OpenSetSpec
+    temperature: Annotated[float, Field(gt=0.0, title="Temperature")]
+
+
+class ClassificationResult(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    decision: Annotated[
+        Literal["match", "unknown", "uncertain"] | None,
+        Field(
+            description="match: a known class at or above the accept probability; unknown: none of the model's classes (unknown_score above the card's threshold); uncertain: neither",
+            title="Decision",
+        ),
+    ] = None
+    error: ErrorBody | None = None
+    filename: Annotated[str | None, Field(title="Filename")]
+    height: Annotated[int | None, Field(title="Height")] = None
+    image_sha256: Annotated[
+        str | None,
+        Field(description="sha256 of the uploaded bytes", title="Image Sha256"),
+    ] = None
+    index: Annotated[int, Field(title="Index")]
+    predictions: Annotated[list[Prediction] | None, Field(title="Predictions")] = None
+    unknown_score: Annotated[
+        float | None,
+        Field(
+            description="higher = less like anything the model was trained on",
+            title="Unknown Score",
+        ),
+    ] = None
+    width: Annotated[int | None, Field(title="Width")] = None
+
+
+class ClassifyResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    calibrated: Annotated[
+        bool,
+        Field(
+            description="scores are calibrated and results carry decisions",
+            title="Calibrated",
+        ),
+    ]
+    decision_rule: DecisionRule | None = None
+    model: ModelRef
+    results: Annotated[list[ClassificationResult], Field(title="Results")]
+
+
+class DetectionResult(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    detections: Annotated[list[DetectedObjectPublic] | None, Field(title="Detections")] = None
+    error: ErrorBody | None = None
+    filename: Annotated[str | None, Field(title="Filename")]
+    height: Annotated[int | None, Field(title="Height")] = None
+    image_sha256: Annotated[
+        str | None,
+        Field(description="sha256 of the uploaded bytes", title="Image Sha256"),
+    ] = None
+    index: Annotated[int, Field(title="Index")]
+    width: Annotated[int | None, Field(title="Width")] = None
+
+
+class InputSpec(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    color_mode: Annotated[Literal["RGB", "L"] | None, Field(title="Color Mode")] = "RGB"
+    crop_size: Annotated[CropSize | None, Field(title="Crop Size")] = None
+    dtype: Annotated[Literal["uint8"], Field(title="Dtype")] = "uint8"
+    interpolation: Annotated[
+        Literal["nearest", "bilinear", "bicubic"] | None, Field(title="Interpolation")
+    ] = "bilinear"
+    layout: Annotated[Literal["NCHW"], Field(title="Layout")] = "NCHW"
+    normalization: Normalization | None = None
+    resize_mode: Annotated[
+        Literal["shorter_side", "stretch", "longer_side"] | None,
+        Field(title="Resize Mode"),
+    ] = "shorter_side"
+    resize_size: Annotated[int, Field(ge=1, title="Resize Size")]
+
+
+class ModelCard(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    architecture: Annotated[str, Field(title="Architecture")]
+    calibration: CalibrationSpec | None = None
+    card_version: Annotated[Literal[1], Field(title="Card Version")] = 1
+    created_at: Annotated[AwareDatetime | None, Field(title="Created At")] = None
+    detection: DetectionSpec | None = None
+    embedding_dim: Annotated[EmbeddingDim | None, Field(title="Embedding Dim")] = None
+    framework: Annotated[dict[str, str], Field(title="Framework")]
+    input: InputSpec
+    labels: Annotated[list[str], Field(min_length=1, title="Labels")]
+    metrics: Annotated[list[Evaluation] | None, Field(title="Metrics", validate_default=True)] = []
+    name: Annotated[str, Field(pattern="^[a-z0-9][a-z0-9._-]{0,63}$", title="Name")]
+    outputs: Annotated[list[Literal["logits", "embedding"]] | None, Field(title="Outputs")] = [
+        "logits"
+    ]
+    segmentation: SegmentationSpec | None = None
+    task: Annotated[Literal["classify", "detect", "segment"], Field(title="Task")]
+    training: Annotated[dict[str, Any] | None, Field(title="Training")] = None
+    version: Annotated[str, Field(min_length=1, title="Version")]
+
+
+class ModelDescription(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    calibrated: Annotated[
+        bool,
+        Field(
+            description="false: scores are plain softmax and /classify gives no decisions",
+            title="Calibrated",
+        ),
+    ]
+    card: ModelCard
+    device: Annotated[str, Field(title="Device")]
+    max_batch_size: Annotated[int, Field(title="Max Batch Size")]
+    sha256: Annotated[str, Field(title="Sha256")]
+    signature: SignatureDescription
+    tuning: Annotated[
+        Tuning,
+        Field(
+            description="the runtime and batch size chosen at start-up, and the measurements behind"
+        ),
+    ]
+
+
+class ModelsResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    default_classifier: Annotated[str, Field(title="Default Classifier")]
+    default_detector: Annotated[str, Field(title="Default Detector")]
+    default_segmenter: Annotated[str, Field(title="Default Segmenter")]
+    device: Annotated[str, Field(title="Device")]
+    models: Annotated[list[ModelDescription], Field(title="Models")]
+    refused: Annotated[list[RefusedModelDescription], Field(title="Refused")]
+    signatures_checked: Annotated[
+        bool,
+        Field(
+            description="whether a model must be signed by a trusted key to be served",
+            title="Signatures Checked",
+        ),
+    ]
+
+
+class SegmentResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    format: Annotated[Literal["png", "rle"], Field(title="Format")]
+    model: ModelRef
+    results: Annotated[list[SegmentationResult], Field(title="Results")]
+
+
+class DetectResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    model: ModelRef
+    results: Annotated[list[DetectionResult], Field(title="Results")]
+    score_threshold: Annotated[float, Field(title="Score Threshold")]
