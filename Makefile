@@ -16,7 +16,7 @@ SCENE_PACKAGES := tuxpaint-stamps-default mate-backgrounds
 DETECTOR_RECIPE := --data builtin:scenes --arch fasterrcnn_mobilenet_v2 --scenes 2000 --epochs 2 \
 	--batch-size 4 --lr 3e-4 --workers 1 --threads 1
 # The default segmenter's recipe: LR-ASPP on MobileNetV2, 256 px (README "Segmentation").
-SEGMENTER_RECIPE := --data builtin:scenes-seg --arch lraspp_mobilenet_v2 --scenes 2000 --epochs 8 \
+SEGMENTER_RECIPE := --data builtin:scenes-seg --arch lraspp_mobilenet_v2 --scenes 2000 --epochs 6 \
 	--image-size 256 --batch-size 8 --lr 7e-4 --workers 1 --threads 1
 # Tests that need Fashion-MNIST or the scene photos skip (saying why) when they cannot be
 # installed, e.g. without root.

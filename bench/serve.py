@@ -106,7 +106,8 @@ def _start_server(port: int, args: argparse.Namespace) -> subprocess.Popen[bytes
     env |= {"VISION_LOG_LEVEL": "WARNING"}
     # Every request names its model, so the store need not hold the default models that
     # readiness waits for (a store with only the benchmarked model would never be ready).
-    env |= {"VISION_DEFAULT_CLASSIFIER": "none", "VISION_DEFAULT_DETECTOR": "none"}
+    for task in ("CLASSIFIER", "DETECTOR", "SEGMENTER"):
+        env[f"VISION_DEFAULT_{task}"] = "none"
     env |= dict(item.split("=", 1) for item in args.env)
     server = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=ROOT)
     deadline = time.monotonic() + 180

@@ -85,7 +85,10 @@ def _parse(task: Task, arguments: list[str]) -> dict[str, Any]:
             if other is not task and first in _flags(train_parser(other.name))
         ]
         if owners:
-            raise ConfigError(f"{first} applies to {owners[0]} training, not {task.title}")
+            # A flag several tasks share (--scenes) names them all.
+            raise ConfigError(
+                f"{first} applies to {' and '.join(owners)} training, not {task.title}"
+            )
         raise ConfigError(f"unrecognized argument {first} (see `python -m training train --help`)")
     return vars(args)
 

@@ -48,7 +48,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
 def png(result: dict[str, object]) -> np.ndarray:
     mask = result["mask"]
     assert isinstance(mask, dict)
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(mask["data"]))))
+    return np.array(Image.open(io.BytesIO(base64.b64decode(mask["data"]))))  # writable
 
 
 def test_held_out_scenes_are_segmented_as_the_card_says(client: TestClient) -> None:

@@ -58,6 +58,7 @@ def service(model_store: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         "VISION_MODEL_DIR": str(model_store),
         "VISION_DEFAULT_CLASSIFIER": "tiny-colors",
         "VISION_DEFAULT_DETECTOR": "tiny-boxes",
+        "VISION_DEFAULT_SEGMENTER": "tiny-regions",
         "VISION_PORT": str(port),
         "VISION_SHUTDOWN_DRAIN_S": "1.0",
         "VISION_AUTOTUNE_BATCH_SIZE": "false",

@@ -33,9 +33,14 @@ def test_detector_training_refuses_classifier_flags(flag: list[str], tmp_path: P
         train_command(arguments)
 
 
-@pytest.mark.parametrize("flag", [["--scenes", "10"], ["--fpn-channels", "16"]])
-def test_classifier_training_refuses_detector_flags(flag: list[str], tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=f"{flag[0]} applies to detection training"):
+@pytest.mark.parametrize(
+    ("flag", "owners"),
+    [(["--scenes", "10"], "segmentation and detection"), (["--fpn-channels", "16"], "detection")],
+)
+def test_classifier_training_refuses_detector_flags(
+    flag: list[str], owners: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match=f"{flag[0]} applies to {owners} training"):
         train_command(["--data", str(tmp_path), *flag])
 
 

@@ -51,9 +51,9 @@ class SegmentationSplit:
     def __len__(self) -> int:
         return len(self.images)
 
-    def image(self, index: int) -> Image.Image:
-        """Image `index`, upright RGB."""
-        return decode_image(self.images[index].read_bytes(), TRAINING_LIMITS).image
+    def image(self, index: int, draft: int | None = None) -> Image.Image:
+        """Image `index`, upright RGB; `draft`: let libjpeg scale it down as the service does."""
+        return decode_image(self.images[index].read_bytes(), TRAINING_LIMITS, draft).image
 
     def mask(self, index: int) -> np.ndarray:
         """Mask `index`: uint8 class ids [H, W] (255 = ignore)."""

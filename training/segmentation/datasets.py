@@ -12,7 +12,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from app.runtime.card import InputSpec
-from app.runtime.preprocessing import preprocess_image
+from app.runtime.preprocessing import draft_size, preprocess_image
 from training.segmentation.data import SegmentationSplit, mask_tensor
 
 Pair = tuple[torch.Tensor, torch.Tensor]
@@ -60,7 +60,9 @@ class ServedPairs(Dataset[Pair]):
         return len(self.split)
 
     def __getitem__(self, index: int) -> Pair:
-        pixels = preprocess_image(self.split.image(index), self.spec)
+        # Decoded as the service decodes (JPEG draft scaling included), so validation and test
+        # scores are the served model's.
+        pixels = preprocess_image(self.split.image(index, draft_size(self.spec)), self.spec)
         return pixels, mask_tensor(self.split.mask(index))
 
 
