@@ -147,15 +147,23 @@ SegmenterDep = Annotated[ServedModel, Depends(get_segmenter)]
 async def reserved_uploads(
     request: Request, settings: Settings, served: ServedModel
 ) -> AsyncIterator[ReservedUploads]:
-    """The uploads, with a slot of `served`'s queue taken as each image begins to arrive.
+    """The uploads, with their slots in `served`'s queue reserved before any decoding.
 
-    A full queue is refused (503) within one image's bytes, never after the whole body; the
-    slots no image used are given back when the route returns.
+    The queue is asked for room as each image begins to arrive, so a full queue is refused
+    (503) within one image's bytes, never after the whole body; the slots no image used are
+    given back when the route returns.
     """
     batcher = served.batcher
-    with batcher.reserve(0) as reservation:
-        images = await read_uploads(request, settings, lambda: batcher.grow(reservation))
-        note(images=len(images))
+    arrived = 0
+
+    def check_room() -> None:
+        nonlocal arrived
+        arrived += 1
+        batcher.refuse_unless_room(arrived)
+
+    images = await read_uploads(request, settings, check_room)
+    note(images=len(images))
+    with batcher.reserve(len(images)) as reservation:
         yield ReservedUploads(images=images, reservation=reservation)
 
 

@@ -38,8 +38,8 @@ async def run_uploads(
     A request with a single unusable upload raises that upload's error instead. `fingerprint`
     adds each image's perceptual hash (galleries' near-duplicate check).
     """
-    # The slots were reserved as the uploads arrived (app/api/deps.py): an overloaded model
-    # refused at once (503), and no decoded image is thrown away.
+    # The slots were reserved before any decoding (app/api/deps.py), and a full queue was
+    # refused while the uploads arrived: no decoded image is thrown away.
     try:
         async with asyncio.timeout(timeout_s):
             prepared = await _prepare(uploads.images, served, preparer, fingerprint)
