@@ -11,9 +11,9 @@ from typing import Generic, TypeVar
 
 from visionserve_client.errors import VisionServeError
 from visionserve_client.files import ImageFile
-from visionserve_client.models import ClassifyResponse, DetectResponse, ErrorBody
+from visionserve_client.models import ClassifyResponse, DetectResponse, ErrorBody, SegmentResponse
 
-Response = TypeVar("Response", ClassifyResponse, DetectResponse)
+Response = TypeVar("Response", ClassifyResponse, DetectResponse, SegmentResponse)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -16,7 +16,12 @@ from pydantic import BaseModel
 from visionserve_client.batches import Batches
 from visionserve_client.errors import VisionServeError, error_from
 from visionserve_client.files import ImageFile, ImageSource, image_file, multipart
-from visionserve_client.models import ClassifyResponse, DetectResponse, ModelsResponse
+from visionserve_client.models import (
+    ClassifyResponse,
+    DetectResponse,
+    ModelsResponse,
+    SegmentResponse,
+)
 
 DEFAULT_URL = "http://localhost:8000"
 Answer = TypeVar("Answer", bound=BaseModel)
@@ -146,6 +151,24 @@ class Client(_Routes):
                 batches.record_error(error)
         return batches.response()
 
+    def segment(
+        self,
+        images: Sequence[ImageSource],
+        *,
+        model: str | None = None,
+        mask_format: Literal["png", "rle"] = "png",
+    ) -> SegmentResponse:
+        """Classes present and a mask the size of each upright upload, in order."""
+        files = self.files(images)
+        batches: Batches[SegmentResponse] = Batches(files, self.max_images_per_request)
+        while chunk := batches.next_chunk():
+            request = self.post("/segment", chunk, model=model, format=mask_format)
+            try:
+                batches.record_answer(_parsed(self._send(request), SegmentResponse))
+            except VisionServeError as error:
+                batches.record_error(error)
+        return batches.response()
+
     def models(self) -> ModelsResponse:
         """The served models' cards, and the folders the service refused."""
         return _parsed(
@@ -246,6 +269,24 @@ class AsyncClient(_Routes):
             )
             try:
                 batches.record_answer(_parsed(await self._send(request), DetectResponse))
+            except VisionServeError as error:
+                batches.record_error(error)
+        return batches.response()
+
+    async def segment(
+        self,
+        images: Sequence[ImageSource],
+        *,
+        model: str | None = None,
+        mask_format: Literal["png", "rle"] = "png",
+    ) -> SegmentResponse:
+        """Classes present and a mask the size of each upright upload, in order."""
+        files = self.files(images)
+        batches: Batches[SegmentResponse] = Batches(files, self.max_images_per_request)
+        while chunk := batches.next_chunk():
+            request = self.post("/segment", chunk, model=model, format=mask_format)
+            try:
+                batches.record_answer(_parsed(await self._send(request), SegmentResponse))
             except VisionServeError as error:
                 batches.record_error(error)
         return batches.response()

@@ -96,6 +96,22 @@ def test_the_async_client_detects(served: Served, photos: list[Path]) -> None:
     assert asyncio.run(detect()) == [1, 0, 0, 1, 0]  # the tiny detector boxes red only
 
 
+def test_both_clients_segment_in_chunks(served: Served, photos: list[Path]) -> None:
+    with Client(served.url, max_images_per_request=4) as client:
+        answer = client.segment(photos[:5])
+    assert [result.index for result in answer.results] == list(range(5))
+    for result in answer.results:
+        assert result.mask is not None and result.classes is not None
+        assert result.width is not None and result.height is not None
+        assert sum(item.pixels for item in result.classes) == result.width * result.height
+
+    async def segment() -> str:
+        async with AsyncClient(served.url) as client:
+            return (await client.segment(photos[:1], mask_format="rle")).format
+
+    assert asyncio.run(segment()) == "rle"
+
+
 def test_a_full_queue_is_retried_after_the_wait_the_service_asks(
     served: Served, photos: list[Path]
 ) -> None:
