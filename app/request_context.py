@@ -6,7 +6,7 @@ requests they serve, so a slow or failed batch can be traced back.
 """
 
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(kw_only=True)
@@ -18,7 +18,6 @@ class RequestFacts:
     model_version: str | None = None
     images: int | None = None
     key_id: str | None = None  # a fingerprint of the API key used, never the key
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 current_request: ContextVar[RequestFacts | None] = ContextVar("current_request", default=None)

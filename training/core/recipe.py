@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from training.core.config import RunConfig
@@ -30,6 +31,21 @@ def create_optimizer(
     if config.optimizer == "sgd":
         return torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum, nesterov=True)
     return torch.optim.AdamW(param_groups, lr=config.lr)
+
+
+def decayed_weights_optimizer(module: nn.Module, config: RunConfig) -> torch.optim.Optimizer:
+    """`create_optimizer` with weight decay on matrices and kernels only (not biases, norms)."""
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for parameter in module.parameters():
+        if parameter.requires_grad:
+            (decay if parameter.ndim > 1 else no_decay).append(parameter)
+    # This order (decay first) is what detector checkpoints store their optimizer state in.
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return create_optimizer(groups, config)
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:

@@ -11,7 +11,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from app.runtime.card import InputSpec, Normalization
@@ -20,7 +19,11 @@ from training.core.distributed import DistContext, EpochSampler, ShardSampler, b
 from training.core.engine import Updater, step_settings
 from training.core.fit import EpochResult, best_weights_on_disk
 from training.core.publish import claim_store_name
-from training.core.recipe import build_scheduler, create_optimizer, seed_epoch
+from training.core.recipe import (
+    build_scheduler,
+    decayed_weights_optimizer,
+    seed_epoch,
+)
 from training.core.run import FitPlan, fit_run
 from training.core.scenes import SceneConfig
 from training.core.session import (
@@ -112,7 +115,7 @@ def _setup(
     module.to(context.device)
     settings = step_settings(config, context.device, channels_last="off")
     loader, sampler = _train_loader(config, data.splits["train"], spec, context)
-    optimizer = _optimizer(config, module)
+    optimizer = decayed_weights_optimizer(module, config)
     scaler = settings.grad_scaler()
     state = resume_into(resume, optimizer, scaler)
     scheduler = build_scheduler(optimizer, config, len(loader), state.step)
@@ -176,20 +179,6 @@ def _train_loader(
         persistent_workers=config.workers > 0,
     )
     return loader, sampler
-
-
-def _optimizer(config: DetectionTrainConfig, module: nn.Module) -> torch.optim.Optimizer:
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for parameter in module.parameters():
-        if parameter.requires_grad:
-            (decay if parameter.ndim > 1 else no_decay).append(parameter)
-    # This order (decay first) is what detector checkpoints store their optimizer state in.
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return create_optimizer(groups, config)
 
 
 def evaluate_split(
