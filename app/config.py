@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     inference_threads: int = Field(default=0, ge=0, description="0 = one per core; 1 on CUDA")
     torch_threads: int = Field(default=0, ge=0, description="0 = cores / inference_threads")
     decode_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
+    lone_batch_threads: int = Field(
+        default=0, ge=0, description="a batch running alone: 0 = every core (CPU), 1 = off"
+    )
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     access_log: bool = True  # one app.access line per request (INFO)

@@ -30,9 +30,10 @@ from app.memory import release_free_memory, tune_allocator
 from app.observability import ServiceMetrics, configure_logging
 from app.runtime.autotune import TuningPolicy
 from app.runtime.batching import BatchPolicy
-from app.runtime.device import available_cores, plan_threads, resolve_device
+from app.runtime.device import available_cores, plan_lone_threads, plan_threads, resolve_device
 from app.runtime.registry import ModelRegistry
 from app.runtime.signing import KeyFileError, TrustedKey, load_trusted_keys
+from app.runtime.threads import pin_intra_op_threads
 from app.services.galleries import GalleryServices
 from app.services.uploads import ImagePreparer
 
@@ -116,7 +117,11 @@ async def _lifespan(
     decode_threads = settings.decode_threads or available_cores()
     lifecycle = Lifecycle()
     store = await anyio.to_thread.run_sync(open_store, settings.gallery_dir, settings.gallery_url)
-    with ThreadPoolExecutor(decode_threads, thread_name_prefix="decode") as pool:
+    # Pinned, so a decode thread never takes a lone batch's borrowed count (runtime/threads.py).
+    pin_decode_threads = partial(pin_intra_op_threads, threads.torch_threads)
+    with ThreadPoolExecutor(
+        decode_threads, thread_name_prefix="decode", initializer=pin_decode_threads
+    ) as pool:
         preparer = ImagePreparer(limits, pool)
         app.state.services = AppState(
             settings,
@@ -166,6 +171,7 @@ class RuntimePlan:
     device: torch.device
     inference_threads: int
     torch_threads: int
+    lone_threads: int  # intra-op threads of a batch that runs alone (runtime/threads.py)
 
 
 def plan_runtime(settings: Settings) -> RuntimePlan:
@@ -175,11 +181,18 @@ def plan_runtime(settings: Settings) -> RuntimePlan:
         device, settings.inference_threads, settings.torch_threads
     )
     torch.set_num_threads(torch_threads)
+    lone_threads = plan_lone_threads(device, torch_threads, settings.lone_batch_threads)
     logger.info(
-        "%d inference thread(s) per model, %d intra-op thread(s)", inference_threads, torch_threads
+        "%d inference thread(s) per model, %d intra-op thread(s), %d for a batch running alone",
+        inference_threads,
+        torch_threads,
+        lone_threads,
     )
     return RuntimePlan(
-        device=device, inference_threads=inference_threads, torch_threads=torch_threads
+        device=device,
+        inference_threads=inference_threads,
+        torch_threads=torch_threads,
+        lone_threads=lone_threads,
     )
 
 
@@ -196,6 +209,8 @@ def load_registry(
         max_wait_s=settings.max_batch_wait_ms / 1000,
         queue_limit=settings.queue_limit,
         threads=inference_threads,
+        lone_threads=plan.lone_threads,
+        own_threads=torch_threads,
     )
     tuning = TuningPolicy(
         optimize_cpu=settings.optimize_cpu,

@@ -14,14 +14,18 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from app.errors import NotReady, Overloaded
 from app.request_context import current_request_id
+from app.runtime.threads import BusyWorkers, intra_op_threads, pin_intra_op_threads
 
 logger = logging.getLogger(__name__)
+
+# Every model's workers: a lone batch borrows idle cores only when no other batch is running.
+_BUSY_WORKERS = BusyWorkers()
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -56,6 +60,13 @@ class BatchPolicy:
     max_wait_s: float
     queue_limit: int
     threads: int = 1  # workers taking batches from the one queue (model instances)
+    # Intra-op threads for a batch that runs alone (no worker of any model busy, nothing else
+    # queued or on its way); 0 or 1 = keep the worker's own.
+    lone_threads: int = 0
+    # Each worker's own intra-op threads, set as it starts (0 = as the process has them): a
+    # thread otherwise takes torch's process-wide count at its first op, which may be a lone
+    # batch's borrowed count at that moment.
+    own_threads: int = 0
 
 
 @dataclass(kw_only=True, slots=True)
@@ -194,6 +205,8 @@ class DynamicBatcher(Generic[In, Out]):
             self._waiting -= count
 
     def _serve(self) -> None:
+        if self._policy.own_threads:
+            pin_intra_op_threads(self._policy.own_threads)
         while True:
             first = self._queue.get()
             if first is None:
@@ -227,7 +240,7 @@ class DynamicBatcher(Generic[In, Out]):
         started = time.perf_counter()
         try:
             if live:
-                outputs = self._run_batch([pending.item for pending in live])
+                outputs = self._run([pending.item for pending in live])
                 if len(outputs) != len(live):
                     raise RuntimeError(f"{len(live)} inputs gave {len(outputs)} outputs")
         except Exception as failure:  # a failed batch fails its callers, not the worker
@@ -258,6 +271,13 @@ class DynamicBatcher(Generic[In, Out]):
             self._waiting -= len(batch)
         for index, pending in enumerate(live):
             _settle(pending, None if error else outputs[index], error)
+
+    def _run(self, items: list[In]) -> Sequence[Out]:
+        with _BUSY_WORKERS.running() as alone:
+            lone = alone and self._queue.empty() and self._incoming == 0
+            threads = self._policy.lone_threads if lone else 0
+            with intra_op_threads(threads) if threads > 1 else nullcontext():
+                return self._run_batch(items)
 
 
 def _request_ids(batch: list[_Pending[In, Out]]) -> str:

@@ -51,6 +51,16 @@ def plan_threads(
     return workers, torch_threads or max(1, cores // workers)
 
 
+def plan_lone_threads(device: torch.device, torch_threads: int, lone_threads: int) -> int:
+    """Intra-op threads for a batch running alone: the setting, 0 = every core on a CPU.
+
+    Never fewer than the workers' own; on CUDA the forward pass runs on the GPU, so none.
+    """
+    if device.type == "cuda":
+        return torch_threads
+    return max(torch_threads, lone_threads or available_cores())
+
+
 def available_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
     """CPU cores this process may use: its affinity mask, capped by a cgroup CPU quota.
 
