@@ -11,9 +11,23 @@ from typing import Generic, TypeVar
 
 from visionserve_client.errors import VisionServeError
 from visionserve_client.files import ImageFile
-from visionserve_client.models import ClassifyResponse, DetectResponse, ErrorBody, SegmentResponse
+from visionserve_client.models import (
+    AddReferencesResponse,
+    ClassifyResponse,
+    DetectResponse,
+    ErrorBody,
+    MatchResponse,
+    SegmentResponse,
+)
 
-Response = TypeVar("Response", ClassifyResponse, DetectResponse, SegmentResponse)
+Response = TypeVar(
+    "Response",
+    ClassifyResponse,
+    DetectResponse,
+    SegmentResponse,
+    MatchResponse,
+    AddReferencesResponse,
+)
 
 
 @dataclass
@@ -62,4 +76,9 @@ class Batches(Generic[Response]):
             assert result_type is not None
             results.append(result_type(index=index, filename=file.name, error=body))
         merged.results = sorted(results, key=lambda result: result.index)
+        if isinstance(merged, AddReferencesResponse):
+            # Each request stored its usable photos together; the product now has the last
+            # answer's count.
+            merged.added = sum(answer.added for answer in self._answers)
+            merged.references = self._answers[-1].references
         return merged

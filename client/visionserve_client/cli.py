@@ -1,4 +1,4 @@
-"""`visionserve-client classify|detect PATH...`: one line per image, or the answers as JSON."""
+"""`visionserve-client classify|detect|match PATH...`: a line per image, or the answers as JSON."""
 
 import argparse
 import os
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from visionserve_client.client import DEFAULT_URL, Client
 from visionserve_client.errors import VisionServeError
 from visionserve_client.files import expand_paths
-from visionserve_client.models import ClassificationResult, DetectionResult
+from visionserve_client.models import ClassificationResult, DetectionResult, MatchResult
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,6 +27,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     _classified(path, r) for path, r in zip(paths, classified.results, strict=True)
                 ]
                 failed = any(r.error for r in classified.results)
+            elif args.command == "match":
+                if not args.gallery:
+                    print("match needs --gallery NAME", file=sys.stderr)
+                    return 2
+                matched = client.match(args.gallery, paths, top_k=args.top_k)
+                answer = matched.model_dump_json(indent=2, exclude_none=True)
+                lines = [_matched(path, r) for path, r in zip(paths, matched.results, strict=True)]
+                failed = any(r.error for r in matched.results)
             else:
                 detected = client.detect(paths, model=args.model)
                 answer = detected.model_dump_json(indent=2, exclude_none=True)
@@ -43,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visionserve-client", description=__doc__)
-    parser.add_argument("command", choices=["classify", "detect"])
+    parser.add_argument("command", choices=["classify", "detect", "match"])
     parser.add_argument("paths", nargs="+", help="image files or folders of them")
     parser.add_argument("--url", default=os.environ.get("VISIONSERVE_URL", DEFAULT_URL))
     parser.add_argument(
@@ -52,7 +60,10 @@ def _parser() -> argparse.ArgumentParser:
         help="or the environment's VISIONSERVE_API_KEY",
     )
     parser.add_argument("--model", help="default: the service's default for the task")
-    parser.add_argument("--top-k", type=int, default=3, help="classify: labels per image")
+    parser.add_argument("--gallery", help="match: the reference gallery to match against")
+    parser.add_argument(
+        "--top-k", type=int, default=3, help="classify: labels per image; match: products"
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     parser.add_argument("--json", action="store_true", help="print the merged JSON answer")
     return parser
@@ -65,6 +76,14 @@ def _classified(path: object, result: ClassificationResult) -> str:
     label = f"{best.label} {best.score:.3f}" if best else "no predictions"
     decision = f" [{result.decision}]" if result.decision else ""
     return f"{path}: {label}{decision}"
+
+
+def _matched(path: object, result: MatchResult) -> str:
+    if result.error is not None:
+        return f"{path}: error {result.error.code}: {result.error.message}"
+    best = result.matches[0] if result.matches else None
+    product = f"{best.product_id} {best.similarity:.3f}" if best else "no products"
+    return f"{path}: {product} [{result.decision}]"
 
 
 def _detected(path: object, result: DetectionResult) -> str:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Self, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel
@@ -17,14 +18,27 @@ from visionserve_client.batches import Batches
 from visionserve_client.errors import VisionServeError, error_from
 from visionserve_client.files import ImageFile, ImageSource, image_file, multipart
 from visionserve_client.models import (
+    AddReferencesResponse,
     ClassifyResponse,
+    DeleteProductResponse,
     DetectResponse,
+    GalleriesResponse,
+    GalleryResponse,
+    MatchResponse,
     ModelsResponse,
     SegmentResponse,
 )
 
 DEFAULT_URL = "http://localhost:8000"
 Answer = TypeVar("Answer", bound=BaseModel)
+Chunked = TypeVar(
+    "Chunked",
+    ClassifyResponse,
+    DetectResponse,
+    SegmentResponse,
+    MatchResponse,
+    AddReferencesResponse,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +70,7 @@ class _Request:
     path: str
     params: dict[str, Any]
     files: list[tuple[str, tuple[str, bytes, str]]] | None = None
+    json: dict[str, Any] | None = None
 
 
 class _Routes:
@@ -74,6 +89,31 @@ class _Routes:
     def post(path: str, files: Sequence[ImageFile], **params: Any) -> _Request:
         given = {name: value for name, value in params.items() if value is not None}
         return _Request(method="POST", path=path, params=given, files=multipart(files))
+
+    @staticmethod
+    def create_gallery_request(name: str, model: str, threshold: float | None) -> _Request:
+        body: dict[str, Any] = {"model": model}
+        if threshold is not None:
+            body["threshold"] = threshold
+        return _Request(method="PUT", path=_gallery_path(name), params={}, json=body)
+
+
+def _gallery_path(name: str, *parts: str) -> str:
+    """/galleries/NAME[/PART...], each segment escaped (product ids are the caller's)."""
+    return "/".join(["/galleries", *(quote(segment, safe="") for segment in (name, *parts))])
+
+
+def _references_path(gallery: str, product_id: str) -> str:
+    return _gallery_path(gallery, "products", product_id, "references")
+
+
+def _get(path: str) -> _Request:
+    return _Request(method="GET", path=path, params={})
+
+
+def _deleted(response: httpx.Response) -> None:
+    if not response.is_success:
+        raise error_from(response)
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
@@ -114,17 +154,8 @@ class Client(_Routes):
         min_probability: float | None = None,
     ) -> ClassifyResponse:
         """Labels (and decisions, for calibrated models) for every image, in order."""
-        files = self.files(images)
-        batches: Batches[ClassifyResponse] = Batches(files, self.max_images_per_request)
-        while chunk := batches.next_chunk():
-            request = self.post(
-                "/classify", chunk, model=model, top_k=top_k, min_probability=min_probability
-            )
-            try:
-                batches.record_answer(_parsed(self._send(request), ClassifyResponse))
-            except VisionServeError as error:
-                batches.record_error(error)
-        return batches.response()
+        params = {"model": model, "top_k": top_k, "min_probability": min_probability}
+        return self._chunked("/classify", images, ClassifyResponse, params)
 
     def detect(
         self,
@@ -135,21 +166,12 @@ class Client(_Routes):
         max_detections: int | None = None,
     ) -> DetectResponse:
         """Boxes for every image, in the upload's upright pixels, in order."""
-        files = self.files(images)
-        batches: Batches[DetectResponse] = Batches(files, self.max_images_per_request)
-        while chunk := batches.next_chunk():
-            request = self.post(
-                "/detect",
-                chunk,
-                model=model,
-                score_threshold=score_threshold,
-                max_detections=max_detections,
-            )
-            try:
-                batches.record_answer(_parsed(self._send(request), DetectResponse))
-            except VisionServeError as error:
-                batches.record_error(error)
-        return batches.response()
+        params = {
+            "model": model,
+            "score_threshold": score_threshold,
+            "max_detections": max_detections,
+        }
+        return self._chunked("/detect", images, DetectResponse, params)
 
     def segment(
         self,
@@ -159,32 +181,88 @@ class Client(_Routes):
         mask_format: Literal["png", "rle"] = "png",
     ) -> SegmentResponse:
         """Classes present and a mask the size of each upright upload, in order."""
-        files = self.files(images)
-        batches: Batches[SegmentResponse] = Batches(files, self.max_images_per_request)
-        while chunk := batches.next_chunk():
-            request = self.post("/segment", chunk, model=model, format=mask_format)
-            try:
-                batches.record_answer(_parsed(self._send(request), SegmentResponse))
-            except VisionServeError as error:
-                batches.record_error(error)
-        return batches.response()
+        params = {"model": model, "format": mask_format}
+        return self._chunked("/segment", images, SegmentResponse, params)
+
+    def create_gallery(
+        self, name: str, *, model: str, threshold: float | None = None
+    ) -> GalleryResponse:
+        """Create a gallery bound to an embedding model (the same one again is a no-op)."""
+        request = self.create_gallery_request(name, model, threshold)
+        return _parsed(self._send(request), GalleryResponse)
+
+    def galleries(self) -> GalleriesResponse:
+        """Every gallery with its model, threshold and size."""
+        return _parsed(self._send(_get("/galleries")), GalleriesResponse)
+
+    def gallery(self, name: str) -> GalleryResponse:
+        """One gallery and its products with their reference counts."""
+        return _parsed(self._send(_get(_gallery_path(name))), GalleryResponse)
+
+    def delete_gallery(self, name: str) -> None:
+        """Remove a gallery and all its products."""
+        _deleted(self._send(_Request(method="DELETE", path=_gallery_path(name), params={})))
+
+    def add_references(
+        self, gallery: str, product_id: str, images: Sequence[ImageSource]
+    ) -> AddReferencesResponse:
+        """Add reference photos of a product. Each request stores its usable photos together;
+        more photos than one request takes are sent as several."""
+        path = _references_path(gallery, product_id)
+        return self._chunked(path, images, AddReferencesResponse, {})
+
+    def delete_product(self, gallery: str, product_id: str) -> DeleteProductResponse:
+        """Remove a product and its reference photos."""
+        path = _gallery_path(gallery, "products", product_id)
+        request = _Request(method="DELETE", path=path, params={})
+        return _parsed(self._send(request), DeleteProductResponse)
+
+    def match(
+        self,
+        gallery: str,
+        images: Sequence[ImageSource],
+        *,
+        top_k: int | None = None,
+        threshold: float | None = None,
+        explain: bool | None = None,
+    ) -> MatchResponse:
+        """The gallery's most similar products for every image, with a decision, in order."""
+        params = {"top_k": top_k, "threshold": threshold, "explain": explain}
+        return self._chunked(_gallery_path(gallery, "match"), images, MatchResponse, params)
 
     def models(self) -> ModelsResponse:
         """The served models' cards, and the folders the service refused."""
-        return _parsed(
-            self._send(_Request(method="GET", path="/models", params={})), ModelsResponse
-        )
+        return _parsed(self._send(_get("/models")), ModelsResponse)
 
     def ready(self) -> bool:
         """Whether every configured model is loaded and warm (GET /readyz)."""
         return self._http.get("/readyz").status_code == 200
+
+    def _chunked(
+        self,
+        path: str,
+        images: Sequence[ImageSource],
+        answer: type[Chunked],
+        params: dict[str, Any],
+    ) -> Chunked:
+        batches: Batches[Chunked] = Batches(self.files(images), self.max_images_per_request)
+        while chunk := batches.next_chunk():
+            try:
+                batches.record_answer(_parsed(self._send(self.post(path, chunk, **params)), answer))
+            except VisionServeError as error:
+                batches.record_error(error)
+        return batches.response()
 
     def _send(self, request: _Request) -> httpx.Response:
         attempt = 0
         while True:
             try:
                 response = self._http.request(
-                    request.method, request.path, params=request.params, files=request.files
+                    request.method,
+                    request.path,
+                    params=request.params,
+                    files=request.files,
+                    json=request.json,
                 )
             except (httpx.ConnectError, httpx.RemoteProtocolError):  # nothing was answered
                 wait = self.retry.wait_s(attempt, None)
@@ -236,17 +314,8 @@ class AsyncClient(_Routes):
         min_probability: float | None = None,
     ) -> ClassifyResponse:
         """Labels (and decisions, for calibrated models) for every image, in order."""
-        files = self.files(images)
-        batches: Batches[ClassifyResponse] = Batches(files, self.max_images_per_request)
-        while chunk := batches.next_chunk():
-            request = self.post(
-                "/classify", chunk, model=model, top_k=top_k, min_probability=min_probability
-            )
-            try:
-                batches.record_answer(_parsed(await self._send(request), ClassifyResponse))
-            except VisionServeError as error:
-                batches.record_error(error)
-        return batches.response()
+        params = {"model": model, "top_k": top_k, "min_probability": min_probability}
+        return await self._chunked("/classify", images, ClassifyResponse, params)
 
     async def detect(
         self,
@@ -257,21 +326,12 @@ class AsyncClient(_Routes):
         max_detections: int | None = None,
     ) -> DetectResponse:
         """Boxes for every image, in the upload's upright pixels, in order."""
-        files = self.files(images)
-        batches: Batches[DetectResponse] = Batches(files, self.max_images_per_request)
-        while chunk := batches.next_chunk():
-            request = self.post(
-                "/detect",
-                chunk,
-                model=model,
-                score_threshold=score_threshold,
-                max_detections=max_detections,
-            )
-            try:
-                batches.record_answer(_parsed(await self._send(request), DetectResponse))
-            except VisionServeError as error:
-                batches.record_error(error)
-        return batches.response()
+        params = {
+            "model": model,
+            "score_threshold": score_threshold,
+            "max_detections": max_detections,
+        }
+        return await self._chunked("/detect", images, DetectResponse, params)
 
     async def segment(
         self,
@@ -281,31 +341,90 @@ class AsyncClient(_Routes):
         mask_format: Literal["png", "rle"] = "png",
     ) -> SegmentResponse:
         """Classes present and a mask the size of each upright upload, in order."""
-        files = self.files(images)
-        batches: Batches[SegmentResponse] = Batches(files, self.max_images_per_request)
-        while chunk := batches.next_chunk():
-            request = self.post("/segment", chunk, model=model, format=mask_format)
-            try:
-                batches.record_answer(_parsed(await self._send(request), SegmentResponse))
-            except VisionServeError as error:
-                batches.record_error(error)
-        return batches.response()
+        params = {"model": model, "format": mask_format}
+        return await self._chunked("/segment", images, SegmentResponse, params)
+
+    async def create_gallery(
+        self, name: str, *, model: str, threshold: float | None = None
+    ) -> GalleryResponse:
+        """Create a gallery bound to an embedding model (the same one again is a no-op)."""
+        request = self.create_gallery_request(name, model, threshold)
+        return _parsed(await self._send(request), GalleryResponse)
+
+    async def galleries(self) -> GalleriesResponse:
+        """Every gallery with its model, threshold and size."""
+        return _parsed(await self._send(_get("/galleries")), GalleriesResponse)
+
+    async def gallery(self, name: str) -> GalleryResponse:
+        """One gallery and its products with their reference counts."""
+        return _parsed(await self._send(_get(_gallery_path(name))), GalleryResponse)
+
+    async def delete_gallery(self, name: str) -> None:
+        """Remove a gallery and all its products."""
+        _deleted(await self._send(_Request(method="DELETE", path=_gallery_path(name), params={})))
+
+    async def add_references(
+        self, gallery: str, product_id: str, images: Sequence[ImageSource]
+    ) -> AddReferencesResponse:
+        """Add reference photos of a product. Each request stores its usable photos together;
+        more photos than one request takes are sent as several."""
+        path = _references_path(gallery, product_id)
+        return await self._chunked(path, images, AddReferencesResponse, {})
+
+    async def delete_product(self, gallery: str, product_id: str) -> DeleteProductResponse:
+        """Remove a product and its reference photos."""
+        path = _gallery_path(gallery, "products", product_id)
+        request = _Request(method="DELETE", path=path, params={})
+        return _parsed(await self._send(request), DeleteProductResponse)
+
+    async def match(
+        self,
+        gallery: str,
+        images: Sequence[ImageSource],
+        *,
+        top_k: int | None = None,
+        threshold: float | None = None,
+        explain: bool | None = None,
+    ) -> MatchResponse:
+        """The gallery's most similar products for every image, with a decision, in order."""
+        params = {"top_k": top_k, "threshold": threshold, "explain": explain}
+        return await self._chunked(_gallery_path(gallery, "match"), images, MatchResponse, params)
 
     async def models(self) -> ModelsResponse:
         """The served models' cards, and the folders the service refused."""
-        request = _Request(method="GET", path="/models", params={})
-        return _parsed(await self._send(request), ModelsResponse)
+        return _parsed(await self._send(_get("/models")), ModelsResponse)
 
     async def ready(self) -> bool:
         """Whether every configured model is loaded and warm (GET /readyz)."""
         return (await self._http.get("/readyz")).status_code == 200
+
+    async def _chunked(
+        self,
+        path: str,
+        images: Sequence[ImageSource],
+        answer: type[Chunked],
+        params: dict[str, Any],
+    ) -> Chunked:
+        batches: Batches[Chunked] = Batches(self.files(images), self.max_images_per_request)
+        while chunk := batches.next_chunk():
+            try:
+                batches.record_answer(
+                    _parsed(await self._send(self.post(path, chunk, **params)), answer)
+                )
+            except VisionServeError as error:
+                batches.record_error(error)
+        return batches.response()
 
     async def _send(self, request: _Request) -> httpx.Response:
         attempt = 0
         while True:
             try:
                 response = await self._http.request(
-                    request.method, request.path, params=request.params, files=request.files
+                    request.method,
+                    request.path,
+                    params=request.params,
+                    files=request.files,
+                    json=request.json,
                 )
             except (httpx.ConnectError, httpx.RemoteProtocolError):  # nothing was answered
                 wait = self.retry.wait_s(attempt, None)
