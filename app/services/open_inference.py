@@ -1,11 +1,14 @@
-"""Open Inference Protocol v2 answers: the /classify and /detect results as typed tensors.
+"""Open Inference Protocol v2 answers: the /classify, /detect and /segment results as tensors.
 
 The images go through the same services (and so the same batcher, limits and errors) as
-/classify and /detect; this module only names the parameters and lays the results out as
-tensors, one row per image. Rows are padded to the longest (top_k classes, or the image with
-the most boxes) with class id -1, score 0 and an empty label; COUNT says how many are real.
+/classify, /detect and /segment; this module only names the parameters and lays the results
+out as tensors, one row per image. Rows are padded to the longest (top_k classes, the image
+with the most boxes, or the most classes present) with class id -1, score 0 and an empty label;
+COUNT says how many are real. A mask is one BYTES element per image: the same indexed PNG as
+/segment's (uploads differ in size, so masks cannot share one UINT8 tensor).
 """
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,10 +16,18 @@ from app.errors import ValidationFailed, WrongTask
 from app.observability import ServiceMetrics
 from app.runtime.card import ModelCard
 from app.runtime.registry import ServedModel
-from app.schemas import ClassifyResponse, DetectResponse, ErrorBody
+from app.schemas import (
+    ClassifyResponse,
+    DetectResponse,
+    ErrorBody,
+    PngMask,
+    SegmentationResult,
+    SegmentResponse,
+)
 from app.services.classification import classify_uploads
 from app.services.detection import detect_uploads
 from app.services.pipeline import ReservedUploads
+from app.services.segmentation import segment_uploads
 from app.services.uploads import ImagePreparer
 
 IMAGE_INPUT = "IMAGE"
@@ -24,6 +35,7 @@ IMAGE_INPUT = "IMAGE"
 PROTOCOL_PARAMETERS = frozenset({"binary_data_output"})
 CLASSIFY_PARAMETERS = frozenset({"top_k", "min_probability"})
 DETECT_PARAMETERS = frozenset({"score_threshold", "max_detections"})
+SEGMENT_PARAMETERS: frozenset[str] = frozenset()
 
 _COMMON_OUTPUTS = (
     ("COUNT", "INT32", [-1]),
@@ -47,6 +59,19 @@ DETECT_OUTPUTS = (
     ("SCORE", "FP32", [-1, -1]),
     *_COMMON_OUTPUTS,
 )
+SEGMENT_OUTPUTS = (
+    ("MASK", "BYTES", [-1]),
+    ("LABEL", "BYTES", [-1, -1]),
+    ("CLASS_ID", "INT64", [-1, -1]),
+    ("PIXELS", "INT64", [-1, -1]),
+    *_COMMON_OUTPUTS,
+)
+_OUTPUTS = {"classify": CLASSIFY_OUTPUTS, "detect": DETECT_OUTPUTS, "segment": SEGMENT_OUTPUTS}
+_PARAMETERS = {
+    "classify": CLASSIFY_PARAMETERS,
+    "detect": DETECT_PARAMETERS,
+    "segment": SEGMENT_PARAMETERS,
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,11 +95,11 @@ class InferContext:
 
 def output_specs(card: ModelCard) -> tuple[tuple[str, str, list[int]], ...]:
     """(name, datatype, shape) of every output a model of this card answers with."""
-    if card.task == "classify":
-        return CLASSIFY_OUTPUTS
-    if card.task == "detect":
-        return DETECT_OUTPUTS
-    raise WrongTask(f"Model {card.name!r} ({card.task}) is not served over /v2.", model=card.name)
+    if card.task not in _OUTPUTS:
+        raise WrongTask(
+            f"Model {card.name!r} ({card.task}) is not served over /v2.", model=card.name
+        )
+    return _OUTPUTS[card.task]
 
 
 async def infer_tensors(
@@ -82,8 +107,8 @@ async def infer_tensors(
 ) -> list[Tensor]:
     """Run the model's task on the uploads; its outputs as tensors (all of them)."""
     task = served.card.task
-    allowed = CLASSIFY_PARAMETERS if task == "classify" else DETECT_PARAMETERS
     output_specs(served.card)  # refuses other tasks before any work
+    allowed = _PARAMETERS[task]
     unknown = sorted(set(parameters) - allowed - PROTOCOL_PARAMETERS)
     if unknown:
         raise ValidationFailed(
@@ -92,6 +117,16 @@ async def infer_tensors(
             allowed=sorted(allowed),
         )
     options = {name: parameters[name] for name in allowed if name in parameters}
+    if task == "segment":
+        segmented = await segment_uploads(
+            uploads,
+            served,
+            mask_format="png",
+            preparer=context.preparer,
+            timeout_s=context.timeout_s,
+            metrics=context.metrics,
+        )
+        return segmentation_tensors(segmented)
     if task == "classify":
         top_k = _number(options, "top_k", int, 5, (1, 100))
         min_probability = _number(options, "min_probability", float, None, (0.0, 1.0))
@@ -159,6 +194,29 @@ def detection_tensors(answer: DetectResponse) -> list[Tensor]:
         _grid("SCORE", "FP32", rows, lambda d: d.score, 0.0),
         *_common([len(row) for row in rows], answer.results),
     ]
+
+
+def segmentation_tensors(answer: SegmentResponse) -> list[Tensor]:
+    """MASK [N] (indexed PNG, values = class ids); LABEL, CLASS_ID, PIXELS [N, K]; common."""
+    rows = [result.classes or [] for result in answer.results]
+    return [
+        Tensor(
+            name="MASK",
+            datatype="BYTES",
+            shape=[len(rows)],
+            elements=[_png_mask(result) for result in answer.results],
+        ),
+        _grid("LABEL", "BYTES", rows, lambda c: c.label.encode(), b""),
+        _grid("CLASS_ID", "INT64", rows, lambda c: c.class_id, -1),
+        _grid("PIXELS", "INT64", rows, lambda c: c.pixels, 0),
+        *_common([len(row) for row in rows], answer.results),
+    ]
+
+
+def _png_mask(result: SegmentationResult) -> bytes:
+    if not isinstance(result.mask, PngMask):
+        return b""  # that image's error is in ERROR
+    return base64.b64decode(result.mask.data)
 
 
 def _common(counts: list[int], results: list[Any]) -> list[Tensor]:

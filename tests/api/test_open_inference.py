@@ -1,8 +1,10 @@
 """/v2, the Open Inference Protocol: Triton's own client against a running service."""
 
 import base64
+import io
 from collections.abc import Iterator
 
+import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
@@ -14,6 +16,7 @@ from app.config import Settings
 from app.main import create_app
 from tests.conftest import ROOT, TINY_DETECTOR, TINY_MODEL
 from tests.images import GREEN, RED, encode, photo, solid
+from tests.segmenters import TINY_SEGMENTER
 from tests.server.conftest import LiveServer, run_live_server
 
 RED_SQUARE_BOX = (10, 20, 40, 45)
@@ -96,6 +99,31 @@ def test_tritonclient_detects_as_detect_does(live: LiveServer, client: TestClien
     )
     np.testing.assert_allclose(boxes[0][0], RED_SQUARE_BOX, atol=1.0)
     assert result.as_numpy("LABEL")[0][0] == b"red thing"
+
+
+def test_tritonclient_segments_as_segment_does(live: LiveServer, client: TestClient) -> None:
+    images = (red_square(), b"not an image", solid(GREEN))
+    result = connect(live).infer(TINY_SEGMENTER, [image_input(*images)])
+    files = [("image", (f"{i}.png", data, "image/png")) for i, data in enumerate(images)]
+    expected = client.post("/segment", files=files).json()["results"]
+
+    masks = result.as_numpy("MASK")
+    for index in (0, 2):
+        served = np.asarray(Image.open(io.BytesIO(masks[index])))
+        png = base64.b64decode(expected[index]["mask"]["data"])
+        assert np.array_equal(served, np.asarray(Image.open(io.BytesIO(png))))
+        assert served.shape == (expected[index]["height"], expected[index]["width"])
+        classes = expected[index]["classes"]
+        count = int(result.as_numpy("COUNT")[index])
+        assert count == len(classes)
+        assert list(result.as_numpy("CLASS_ID")[index][:count]) == [c["class_id"] for c in classes]
+        assert list(result.as_numpy("PIXELS")[index][:count]) == [c["pixels"] for c in classes]
+        labels = [label.decode() for label in result.as_numpy("LABEL")[index][:count]]
+        assert labels == [c["label"] for c in classes]
+    assert masks[1] == b""
+    assert result.as_numpy("ERROR")[1].startswith(b"invalid_image: ")
+    outputs = {o["name"] for o in connect(live).get_model_metadata(TINY_SEGMENTER)["outputs"]}
+    assert {"MASK", "PIXELS", "LABEL", "CLASS_ID", "ERROR"} <= outputs
 
 
 def test_a_bad_image_gets_its_own_error(live: LiveServer) -> None:
@@ -228,6 +256,18 @@ def test_tritonclient_classifies_a_photo_with_the_shipped_model() -> None:
         assert result.as_numpy("LABEL")[0][0] == b"espresso"
         assert result.as_numpy("SCORE")[0][0] > 0.8
         assert (result.as_numpy("WIDTH")[0], result.as_numpy("HEIGHT")[0]) == (600, 400)
+        # A calibrated model (fashion-products) decides over /v2 exactly as on /classify.
+        photos = (coffee, encode(photo("astronaut"), "JPEG", quality=90))
+        decided = connect(server).infer("fashion-products", [image_input(*photos)])
+        files = [("image", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(photos)]
+        url = f"http://{server.host}:{server.port}/classify?model=fashion-products"
+        expected = httpx.post(url, files=files, timeout=60).json()["results"]
+        decisions = [decision.decode() for decision in decided.as_numpy("DECISION")]
+        assert decisions == [item["decision"] for item in expected]
+        assert decisions[0] == "unknown"  # a coffee cup is none of its products
+        np.testing.assert_allclose(
+            decided.as_numpy("UNKNOWN_SCORE"), [item["unknown_score"] for item in expected]
+        )
 
 
 def test_body_guard_refusals_take_the_protocol_shape_too(
