@@ -35,6 +35,7 @@ from app.runtime.registry import ModelRegistry
 from app.runtime.signing import KeyFileError, TrustedKey, load_trusted_keys
 from app.services.galleries import GalleryServices
 from app.services.uploads import ImagePreparer
+from app.web import page
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.metrics_router, dependencies=protected)
     app.include_router(docs.router, dependencies=protected)
     app.mount(docs.ASSETS_PATH, docs.assets(), name="docs-assets")
+    app.include_router(page.router)  # the browser page at /: public, its API calls carry the key
+    app.mount(page.ASSETS_PATH, page.assets(), name="web-assets")
     return app
 
 
