@@ -9,10 +9,12 @@ const DECISION_TEXT = {
 };
 
 /** The view of one image's classification (the result has no `error`). */
-export function classificationView(result, response) {
+export function classificationView(result, response, photoUrl) {
+  const alt = result.filename ?? `photo ${result.index + 1}`;
   return html(
     "div",
     { class: "classification" },
+    html("figure", { class: "stage thumbnail" }, html("img", { src: photoUrl, alt })),
     result.decision ? decisionView(result, response.decision_rule) : null,
     html(
       "ol",

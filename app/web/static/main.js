@@ -149,7 +149,7 @@ async function showResults(model, files, response) {
 
 async function resultView(model, response, result, photoUrl) {
   const task = model.card.task;
-  if (task === "classify") return { node: classificationView(result, response) };
+  if (task === "classify") return { node: classificationView(result, response, photoUrl) };
   if (task === "detect") return detectionView(result, photoUrl, Number(ui.threshold.value));
   const background = model.card.segmentation.background_class_id;
   const view = await segmentationView(result, photoUrl, background);
