@@ -1,10 +1,13 @@
 """GET / (the page) and /web/* (its scripts and styles): public, every asset from this process."""
 
+import os
 from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.types import Scope
 
 PAGE_FILE = Path(__file__).resolve().parent / "index.html"
 ASSETS_DIR = Path(__file__).resolve().parent / "static"
@@ -39,6 +42,22 @@ async def page() -> FileResponse:
     return FileResponse(PAGE_FILE, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
 
+class _Assets(StaticFiles):
+    """Static files that browsers revalidate (ETag) each time, so an upgrade is seen at once."""
+
+    def file_response(
+        self,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
 def assets() -> StaticFiles:
     """The page's scripts, styles and icon."""
-    return StaticFiles(directory=ASSETS_DIR)
+    return _Assets(directory=ASSETS_DIR)

@@ -78,6 +78,20 @@ def choose(browser: webdriver.Chrome, model: str, files: list[Path]) -> None:
     browser.find_element(By.ID, "photos").send_keys("\n".join(str(path) for path in files))
 
 
+def drop(browser: webdriver.Chrome, name: str, data: bytes) -> None:
+    """Drop a file on the photo zone, as a file manager would (a drop event with its files)."""
+    browser.execute_script(
+        """const files = new DataTransfer();
+        const bytes = new Uint8Array(arguments[1]);
+        files.items.add(new File([bytes], arguments[0], {type: 'image/jpeg'}));
+        const zone = document.getElementById('drop');
+        zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: files, bubbles: true}));
+        zone.dispatchEvent(new DragEvent('drop', {dataTransfer: files, bubbles: true}));""",
+        name,
+        list(data),
+    )
+
+
 def run(browser: webdriver.Chrome) -> None:
     """Press Run and wait for the answer or the error."""
     browser.find_element(By.ID, "run").click()
@@ -242,7 +256,9 @@ def test_request_errors_are_shown_in_the_services_words(
     browser: webdriver.Chrome, live_service: LiveServer, photos: dict[str, Path]
 ) -> None:
     open_page(browser, live_service)
-    choose(browser, "imagenet-mobilenet-v2", [photos["corrupt"]])
+    Select(browser.find_element(By.ID, "model")).select_by_value("imagenet-mobilenet-v2")
+    drop(browser, "dropped.jpg", photos["corrupt"].read_bytes())
+    assert texts(browser, "#chosen .name") == ["dropped.jpg"]
     run(browser)
     status, expected = service_answer(live_service, "classify", [photos["corrupt"]])
     assert status == 400
@@ -251,6 +267,7 @@ def test_request_errors_are_shown_in_the_services_words(
 
     five = [photos["coffee"]] * 5  # the service takes 4 per request here
     browser.find_element(By.ID, "photos").send_keys("\n".join(str(path) for path in five))
+    assert len(texts(browser, "#chosen .name")) == 5  # picking replaces what was dropped
     run(browser)
     status, expected = service_answer(live_service, "classify", five)
     assert status == 413

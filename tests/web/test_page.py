@@ -54,7 +54,12 @@ def test_every_asset_is_served_from_here(keyed_client: TestClient) -> None:
         assert path.startswith("/web/"), path
         answer = keyed_client.get(path)
         assert answer.status_code == 200, path
-    assert "javascript" in keyed_client.get("/web/main.js").headers["content-type"]
+    main = keyed_client.get("/web/main.js")
+    assert "javascript" in main.headers["content-type"]
+    # An upgraded service's scripts are fetched at once (revalidated by ETag, not guessed fresh).
+    assert main.headers["cache-control"] == "no-cache"
+    unchanged = keyed_client.get("/web/main.js", headers={"If-None-Match": main.headers["etag"]})
+    assert unchanged.status_code == 304
 
 
 def test_unknown_query_parameters_are_still_refused(keyed_client: TestClient) -> None:
