@@ -1,10 +1,14 @@
 """The page in a real headless Chromium against the live service and its shipped models."""
 
+import base64
+import io
 from pathlib import Path
 from typing import Any
 
 import httpx2
+import numpy as np
 import pytest
+from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -21,11 +25,11 @@ ANSWERED_OR_FAILED = """
     return document.querySelector('#status').textContent.includes(' answered ')
         || !document.querySelector('#problem').hidden;
 """
-OPAQUE_MASK_PIXELS = """
-    const canvas = document.querySelector('canvas.mask');
+OPAQUE_PIXELS = """
+    const canvas = document.querySelector(arguments[0]);
     const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
     let opaque = 0;
-    for (let at = 3; at < data.length; at += 4) opaque += data[at] === 255 ? 1 : 0;
+    for (let at = 3; at < data.length; at += 4) opaque += data[at] >= arguments[1] ? 1 : 0;
     return opaque;
 """
 
@@ -76,6 +80,11 @@ def wait_until(browser: webdriver.Chrome, condition: Any) -> None:
 def choose(browser: webdriver.Chrome, model: str, files: list[Path]) -> None:
     Select(browser.find_element(By.ID, "model")).select_by_value(model)
     browser.find_element(By.ID, "photos").send_keys("\n".join(str(path) for path in files))
+
+
+def painted(browser: webdriver.Chrome, selector: str, minimum_alpha: int) -> int:
+    """How many pixels of the first canvas matching `selector` have at least that alpha."""
+    return int(browser.execute_script(OPAQUE_PIXELS, selector, minimum_alpha))
 
 
 def drop(browser: webdriver.Chrome, name: str, data: bytes) -> None:
@@ -172,6 +181,17 @@ def test_classify_shows_labels_decisions_and_each_images_error(
     )
     browser.save_screenshot(str(tmp_path / "classify.png"))  # docs/web-page.png, cropped
 
+    browser.find_element(By.ID, "explain").send_keys(Keys.SPACE)
+    run(browser)
+    _, explained = service_answer(live_service, "classify", files, explain="true")
+    grey = np.array(
+        Image.open(io.BytesIO(base64.b64decode(explained["results"][0]["heat_map"]["data"])))
+    )
+    heat = browser.find_elements(By.CSS_SELECTOR, "canvas.heat")
+    assert [(c.get_attribute("width"), c.get_attribute("height")) for c in heat] == [("600", "400")]
+    assert painted(browser, "canvas.heat", 1) == (grey > 0).sum()
+    browser.save_screenshot(str(tmp_path / "explain.png"))
+
     Select(browser.find_element(By.ID, "model")).select_by_value("fashion-products")
     run(browser)
     _, calibrated = service_answer(live_service, "classify", files, model="fashion-products")
@@ -236,13 +256,13 @@ def test_segment_draws_the_mask_with_its_legend(
     ]
     # Every pixel of every class but the background is painted, exactly as the PNG says.
     foreground = [c for c in classes if c["class_id"] != 0]
-    assert browser.execute_script(OPAQUE_MASK_PIXELS) == sum(c["pixels"] for c in foreground)
+    assert painted(browser, "canvas.mask", 255) == sum(c["pixels"] for c in foreground)
 
     largest = foreground[0]
     toggle = browser.find_element(By.ID, f"show-0-{largest['class_id']}")
     toggle.send_keys(Keys.SPACE)  # hide one class from the keyboard
     hidden_total = sum(c["pixels"] for c in foreground) - largest["pixels"]
-    assert browser.execute_script(OPAQUE_MASK_PIXELS) == hidden_total
+    assert painted(browser, "canvas.mask", 255) == hidden_total
 
     browser.find_element(By.ID, "opacity").send_keys(Keys.HOME)
     masks = browser.find_elements(By.CSS_SELECTOR, "canvas.mask")

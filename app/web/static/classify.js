@@ -9,12 +9,13 @@ const DECISION_TEXT = {
 };
 
 /** The view of one image's classification (the result has no `error`). */
-export function classificationView(result, response, photoUrl) {
+export async function classificationView(result, response, photoUrl) {
   const alt = result.filename ?? `photo ${result.index + 1}`;
+  const heat = result.heat_map ? await heatLayer(result.heat_map) : null;
   return html(
     "div",
     { class: "classification" },
-    html("figure", { class: "stage thumbnail" }, html("img", { src: photoUrl, alt })),
+    html("figure", { class: "stage thumbnail" }, html("img", { src: photoUrl, alt }), heat),
     result.decision ? decisionView(result, response.decision_rule) : null,
     html(
       "ol",
@@ -22,6 +23,34 @@ export function classificationView(result, response, photoUrl) {
       result.predictions.map(predictionRow),
     ),
   );
+}
+
+/** The heat map (grey PNG, 255 = strongest evidence) as a warm, see-through layer. */
+async function heatLayer(heatMap) {
+  const bytes = Uint8Array.from(atob(heatMap.data), (char) => char.charCodeAt(0));
+  const decoding = { colorSpaceConversion: "none", premultiplyAlpha: "none" };
+  const bitmap = await createImageBitmap(new Blob([bytes], { type: "image/png" }), decoding);
+  const canvas = html("canvas", {
+    class: "heat",
+    width: bitmap.width,
+    height: bitmap.height,
+    role: "img",
+    "aria-label": "Heat map: where the model saw its top label",
+  });
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  context.drawImage(bitmap, 0, 0);
+  const image = context.getImageData(0, 0, bitmap.width, bitmap.height);
+  const pixels = image.data;
+  for (let at = 0; at < pixels.length; at += 4) {
+    const evidence = pixels[at];
+    // Dark red for weak evidence to yellow for the strongest; none stays clear.
+    pixels[at] = 255;
+    pixels[at + 1] = evidence;
+    pixels[at + 2] = 0;
+    pixels[at + 3] = Math.round(evidence * 0.8);
+  }
+  context.putImageData(image, 0, 0);
+  return canvas;
 }
 
 function predictionRow(prediction) {

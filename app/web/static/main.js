@@ -20,6 +20,7 @@ const ui = {
   run: byId("run"),
   topK: byId("top-k"),
   minProbability: byId("min-probability"),
+  explain: byId("explain"),
   threshold: byId("score-threshold"),
   thresholdValue: byId("score-threshold-value"),
   maxDetections: byId("max-detections"),
@@ -72,17 +73,23 @@ function modelChanged() {
   }
   ui.modelAbout.textContent = model ? describe(model) : "";
   document.querySelector("[data-needs=calibration]").hidden = !model?.calibrated;
+  document.querySelector("[data-needs=explain]").hidden = !explains(model);
   if (model?.card.detection) {
     ui.threshold.value = model.card.detection.score_threshold;
     ui.thresholdValue.value = Number(ui.threshold.value).toFixed(2);
   }
 }
 
+function explains(model) {
+  return Boolean(model?.card.outputs?.includes("class_map"));
+}
+
 function requestParams(model) {
   const task = model.card.task;
   if (task === "classify") {
     const minimum = model.calibrated ? ui.minProbability.value : "";
-    return { model: model.card.name, top_k: ui.topK.value, min_probability: minimum };
+    const explain = explains(model) && ui.explain.checked ? "true" : "";
+    return { model: model.card.name, top_k: ui.topK.value, min_probability: minimum, explain };
   }
   if (task === "detect") {
     return {
@@ -149,7 +156,7 @@ async function showResults(model, files, response) {
 
 async function resultView(model, response, result, photoUrl) {
   const task = model.card.task;
-  if (task === "classify") return { node: classificationView(result, response, photoUrl) };
+  if (task === "classify") return { node: await classificationView(result, response, photoUrl) };
   if (task === "detect") return detectionView(result, photoUrl, Number(ui.threshold.value));
   const background = model.card.segmentation.background_class_id;
   const view = await segmentationView(result, photoUrl, background);
