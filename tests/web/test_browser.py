@@ -142,7 +142,7 @@ def test_the_key_is_asked_for_and_kept_for_the_session(
     refused = httpx2.get(f"http://{live_service.host}:{live_service.port}/models").json()["error"]
     assert problem(browser) == (refused["code"], refused["message"])
     assert browser.find_element(By.ID, "api-key") == browser.switch_to.active_element
-    browser.switch_to.active_element.send_keys(API_KEY, Keys.TAB)  # typed, then left: "change"
+    browser.switch_to.active_element.send_keys(API_KEY, Keys.ENTER)  # saves it, sends nothing
     wait_until(browser, lambda: browser.find_element(By.ID, "model").is_enabled())
     assert not browser.find_element(By.ID, "problem").is_displayed()
     groups = {

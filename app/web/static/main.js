@@ -273,6 +273,11 @@ ui.photos.addEventListener("change", () => photos.replace(ui.photos.files));
 ui.threshold.addEventListener("input", thresholdMoved);
 ui.opacity.addEventListener("input", opacityMoved);
 ui.key.addEventListener("change", keyChanged);
+ui.key.addEventListener("keydown", (event) => {
+  if (event.key !== "Enter") return;
+  event.preventDefault(); // Enter here saves the key; it does not send the photos
+  keyChanged();
+});
 ui.forgetKey.addEventListener("click", () => {
   ui.key.value = "";
   keyChanged();
