@@ -25,6 +25,10 @@ DATA_OR_SKIP := $(MAKE) -s data || echo "note: dataset-fashion-mnist or the scen
 # Debian's packages; without them (e.g. no root to install) those tests skip, saying why.
 POSTGRES_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
 POSTGRES_OR_SKIP := $(MAKE) -s postgres || echo "note: PostgreSQL not installed; the tests needing it skip"
+# The web page's tests drive Debian's chromium through chromium-driver (tests/web); without them
+# (e.g. no root to install) those tests skip, saying why.
+BROWSER_PACKAGES := chromium chromium-driver
+BROWSER_OR_SKIP := $(MAKE) -s browser || echo "note: chromium/chromium-driver not installed; the browser tests skip"
 
 # One single-threaded DDP process per core: OpenMP teams stall on a shared 2-core machine.
 TORCHRUN := OMP_NUM_THREADS=1 $(VENV)/bin/torchrun --nproc_per_node=2
@@ -32,7 +36,7 @@ FASHION_RECIPE := --data builtin:fashion-mnist --arch smallcnn_large --epochs 30
 	--random-erasing 0.25 --channels-last on --workers 0 --name fashion-products \
 	--unknown builtin:objects --target-tpr 0.97
 
-.PHONY: install lock openapi data scenes-data postgres serve test test-all lint typecheck check models \
+.PHONY: install lock openapi data scenes-data postgres browser serve test test-all lint typecheck check models \
 	bench stress client-models
 
 install: $(STAMP)
@@ -73,17 +77,23 @@ $(FASHION_MNIST):
 postgres:
 	@test -n "$(POSTGRES_INITDB)" || $(APT_INSTALL) postgresql || (apt-get update -qq && $(APT_INSTALL) postgresql)
 
+# Debian's headless-capable browser and its WebDriver, for tests/web.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || $(APT_INSTALL) $(BROWSER_PACKAGES) || (apt-get update -qq && $(APT_INSTALL) $(BROWSER_PACKAGES))
+
 serve: $(STAMP)
 	$(PY) -m app
 
 test: $(STAMP)
 	@$(DATA_OR_SKIP)
 	@$(POSTGRES_OR_SKIP)
+	@$(BROWSER_OR_SKIP)
 	$(PY) -m pytest -m 'not slow'
 
 test-all: $(STAMP)
 	@$(DATA_OR_SKIP)
 	@$(POSTGRES_OR_SKIP)
+	@$(BROWSER_OR_SKIP)
 	$(PY) -m pytest
 
 lint: $(STAMP)

@@ -36,6 +36,7 @@ from app.runtime.signing import KeyFileError, TrustedKey, load_trusted_keys
 from app.runtime.threads import pin_intra_op_threads
 from app.services.galleries import GalleryServices
 from app.services.uploads import ImagePreparer
+from app.web import page
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.metrics_router, dependencies=protected)
     app.include_router(docs.router, dependencies=protected)
     app.mount(docs.ASSETS_PATH, docs.assets(), name="docs-assets")
+    app.include_router(page.router)  # the browser page at /: public, its API calls carry the key
+    app.mount(page.ASSETS_PATH, page.assets(), name="web-assets")
     return app
 
 
