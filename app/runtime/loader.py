@@ -68,8 +68,11 @@ def load_model(
     if trusted_keys:
         signature = verify_model(directory, sha256, card_bytes, trusted_keys)
     if stored.sha256 != sha256:
+        source = (
+            f"{directory / ENCRYPTED_FILENAME} (decrypted)" if stored.encryption else model_path
+        )
         raise ModelLoadError(
-            f"{model_path}: sha256 is {sha256} but {CARD_FILENAME} says {stored.sha256}; "
+            f"{source}: sha256 is {sha256} but {CARD_FILENAME} says {stored.sha256}; "
             "the archive was modified or replaced after export"
         )
     module, embedded, references = _load_archive(model_path, archive, device)

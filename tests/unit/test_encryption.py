@@ -169,6 +169,14 @@ def test_altered_ciphertext_is_refused(encrypted: Path, key: ModelKey) -> None:
         load_model(encrypted, CPU, model_keys={key.key_id: key})
 
 
+def test_another_archive_under_the_right_key_is_refused_by_the_card_hash(
+    encrypted: Path, key: ModelKey
+) -> None:
+    (encrypted / ENCRYPTED_FILENAME).write_bytes(encrypt_archive(b"another archive", key))
+    with pytest.raises(ModelLoadError, match=r"model\.pt\.enc \(decrypted\): sha256 is"):
+        load_model(encrypted, CPU, model_keys={key.key_id: key})
+
+
 def test_mixed_up_folders_are_refused(encrypted: Path, key: ModelKey, model_store: Path) -> None:
     keys = {key.key_id: key}
     shutil.copy(model_store / TINY_MODEL / MODEL_FILENAME, encrypted / MODEL_FILENAME)
