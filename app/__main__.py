@@ -1,4 +1,5 @@
-"""`python -m app`: serve with the VISION_* settings; `tune`: tune again; `openapi`: the spec."""
+"""`python -m app`: serve with the VISION_* settings; `tune`: tune again; `openapi`: the spec;
+`keys`: manage the API key file."""
 
 import argparse
 import logging
@@ -8,6 +9,7 @@ from app.config import Settings
 from app.main import load_registry, plan_runtime
 from app.observability import configure_logging
 from app.openapi import openapi_document
+from app.security import cli as keys_cli
 from app.server.runner import serve
 
 logger = logging.getLogger(__name__)
@@ -15,6 +17,9 @@ logger = logging.getLogger(__name__)
 
 def main(argv: list[str] | None = None) -> None:
     """Serve until SIGTERM/SIGINT (drain, answer what was accepted, exit 0), or re-tune."""
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["keys"]:  # its own sub-commands and options
+        sys.exit(keys_cli.main(arguments[1:]))
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     parser.add_argument(
         "command",
@@ -22,9 +27,10 @@ def main(argv: list[str] | None = None) -> None:
         choices=["serve", "tune", "openapi"],
         default="serve",
         help="tune: measure every model in the store again and write its tuning profile; "
-        "openapi: print the OpenAPI document (make openapi writes docs/openapi.json)",
+        "openapi: print the OpenAPI document (make openapi writes docs/openapi.json); "
+        "keys: `python -m app keys --help`",
     )
-    command = parser.parse_args(argv).command
+    command = parser.parse_args(arguments).command
     settings = Settings()
     if command == "openapi":
         sys.stdout.write(openapi_document(settings))

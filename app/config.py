@@ -77,6 +77,15 @@ class Settings(BaseSettings):
         default=9, ge=0, le=64, description="differing bits of the 64-bit perceptual hash"
     )
 
+    # Access control and models encrypted at rest (README "Operations"): named, scoped API keys
+    # from a key file (salted hashes, `python -m app keys`), re-read when it changes; model
+    # archives stored as model.pt.enc are decrypted in memory with one of MODEL_KEYS.
+    api_keys_file: Path | None = None
+    api_keys_reload_s: float = Field(
+        default=5.0, ge=0.0, description="seconds between checks of the key file; 0 = never"
+    )
+    model_keys: Annotated[tuple[Path, ...], NoDecode] = ()  # key files, or folders of *.mkey
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, description="uvicorn processes, each with every model")
@@ -89,7 +98,7 @@ class Settings(BaseSettings):
             return frozenset(key.strip() for key in value.split(",") if key.strip())
         return value
 
-    @field_validator("trusted_keys", mode="before")
+    @field_validator("trusted_keys", "model_keys", mode="before")
     @classmethod
     def _split_trusted_keys(cls, value: object) -> object:
         """Accept a comma-separated string of paths."""

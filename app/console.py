@@ -6,8 +6,18 @@ from collections.abc import Callable
 
 # Serving commands run `python -m app`; the rest are `python -m training`'s, found at run time:
 # app/ never imports training/ (the service image ships without it).
-SERVING_COMMANDS = ("serve", "tune", "openapi")
-TRAINING_COMMANDS = ("train", "calibrate", "evaluate", "check", "export", "offline-weights")
+SERVING_COMMANDS = ("serve", "tune", "openapi", "keys")
+TRAINING_COMMANDS = (
+    "train",
+    "calibrate",
+    "evaluate",
+    "check",
+    "export",
+    "sign",
+    "encrypt",
+    "keygen",
+    "offline-weights",
+)
 
 USAGE = f"""usage: visionserve COMMAND [options]
 
@@ -15,6 +25,7 @@ serving (settings from VISION_* variables, README "Settings"):
   serve            serve the model store over HTTP until SIGTERM (`python -m app`)
   tune             measure every model again and rewrite its tuning profile
   openapi          print the OpenAPI document (docs/openapi.json)
+  keys             add, list or remove named, scoped API keys (VISION_API_KEYS_FILE)
 
 training (`python -m training COMMAND`; `visionserve COMMAND --help` for options):
   {", ".join(TRAINING_COMMANDS)}

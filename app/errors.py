@@ -50,6 +50,13 @@ class Unauthorized(ServiceError):
     code = "unauthorized"
 
 
+class Forbidden(ServiceError):
+    """A valid API key used outside its scopes or models (the key itself is never echoed)."""
+
+    status_code = 403
+    code = "forbidden"
+
+
 class ModelNotFound(ServiceError):
     """The named model is not in the store."""
 

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from app.api import classify, detect, docs, galleries, health, models, open_inference, segment
-from app.api.deps import reject_unknown_query, require_api_key
+from app.api.deps import reject_unknown_query, require_scope
 from app.api.middleware import BodyGuardMiddleware, BodyLimits, RequestContextMiddleware
 from app.api.responses import is_protocol_path, render_error
 from app.api.state import LIFECYCLE_KEY, AppState, Lifecycle
@@ -31,9 +31,11 @@ from app.observability import ServiceMetrics, configure_logging
 from app.runtime.autotune import TuningPolicy
 from app.runtime.batching import BatchPolicy
 from app.runtime.device import available_cores, plan_lone_threads, plan_threads, resolve_device
+from app.runtime.encryption import EncryptionError, ModelKey, load_model_keys
 from app.runtime.registry import ModelRegistry
 from app.runtime.signing import KeyFileError, TrustedKey, load_trusted_keys
 from app.runtime.threads import pin_intra_op_threads
+from app.security.keyring import open_keyring
 from app.services.galleries import GalleryServices
 from app.services.uploads import ImagePreparer
 from app.web import page
@@ -67,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics_requests=metrics.observe_request,
         access_log=settings.access_log,
     )
+    # Read now: a bad key file stops the start before any model loads.
+    app.state.keyring = open_keyring(settings)
     app.add_exception_handler(ServiceError, _service_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error_handler)  # type: ignore[arg-type]
@@ -84,9 +88,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(open_inference.router)  # /v2: KServe and Triton clients
     app.include_router(open_inference.models_router)
-    protected = [Depends(require_api_key)] if settings.protect_docs_and_metrics else []
-    app.include_router(health.metrics_router, dependencies=protected)
-    app.include_router(docs.router, dependencies=protected)
+    protect = settings.protect_docs_and_metrics
+    app.include_router(
+        health.metrics_router, dependencies=[Depends(require_scope("metrics"))] if protect else []
+    )
+    app.include_router(
+        docs.router, dependencies=[Depends(require_scope("docs"))] if protect else []
+    )
     app.mount(docs.ASSETS_PATH, docs.assets(), name="docs-assets")
     app.include_router(page.router)  # the browser page at /: public, its API calls carry the key
     app.mount(page.ASSETS_PATH, page.assets(), name="web-assets")
@@ -227,7 +235,13 @@ def load_registry(
     observe = metrics.observe_batch if metrics else None
     trusted = _trusted_keys(settings)
     registry = ModelRegistry.from_store(
-        settings.model_dir, plan.device, policy, tuning, observe, trusted_keys=trusted
+        settings.model_dir,
+        plan.device,
+        policy,
+        tuning,
+        observe,
+        trusted_keys=trusted,
+        model_keys=_model_keys(settings),
     )
     if metrics is not None:
         metrics.observe_store(registry)
@@ -249,6 +263,18 @@ def _trusted_keys(settings: Settings) -> dict[str, TrustedKey]:
         raise ModelLoadError(f"VISION_TRUSTED_KEYS: {error}") from error
     names = ", ".join(f"{key.name} ({key.key_id})" for key in keys.values())
     logger.info("models must be signed by a trusted key: %s", names)
+    return keys
+
+
+def _model_keys(settings: Settings) -> dict[str, ModelKey]:
+    """The keys that open encrypted archives (by key id); a bad key path stops the start."""
+    try:
+        keys = load_model_keys(settings.model_keys)
+    except (EncryptionError, OSError) as error:
+        raise ModelLoadError(f"VISION_MODEL_KEYS: {error}") from error
+    if keys:
+        names = ", ".join(f"{key.name} ({key.key_id})" for key in keys.values())
+        logger.info("model decryption keys: %s", names)
     return keys
 
 

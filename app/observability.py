@@ -24,8 +24,8 @@ class ServiceMetrics:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "visionserve_http_requests_total",
-            "HTTP requests by route and status code.",
-            ["route", "status"],
+            "HTTP requests by route, status code and API key name ('-': none or open service).",
+            ["route", "status", "key"],
             registry=self.registry,
         )
         self.request_seconds = Histogram(
@@ -99,9 +99,14 @@ class ServiceMetrics:
         for refused in registry.refused:
             self.model_loads.labels(refused.folder, "refused").inc()
 
-    def observe_request(self, route: str, status: int, seconds: float) -> None:
-        """Record one answered (or abandoned: 499) HTTP request."""
-        self.requests.labels(route, str(status)).inc()
+    def observe_request(
+        self, route: str, status: int, seconds: float, key_name: str | None = None
+    ) -> None:
+        """Record one answered (or abandoned: 499) HTTP request, by the name of its API key.
+
+        Names come from the key file (and one per plain key), so the label stays bounded.
+        """
+        self.requests.labels(route, str(status), key_name or "-").inc()
         self.request_seconds.labels(route).observe(seconds)
 
     def observe_batch(self, model: str, record: BatchRecord) -> None:

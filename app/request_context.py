@@ -1,7 +1,7 @@
 """What a log line knows about the request it was written for (contextvars, no globals).
 
 The request middleware sets the id; routes add what they learn (the model, the number of
-images, the API key's fingerprint) for the access line. Batches capture the ids of the
+images, the API key's name) for the access line. Batches capture the ids of the
 requests they serve, so a slow or failed batch can be traced back.
 """
 
@@ -17,7 +17,7 @@ class RequestFacts:
     model: str | None = None
     model_version: str | None = None
     images: int | None = None
-    key_id: str | None = None  # a fingerprint of the API key used, never the key
+    key_name: str | None = None  # the API key's name (from the key file), never the key
 
 
 current_request: ContextVar[RequestFacts | None] = ContextVar("current_request", default=None)

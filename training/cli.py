@@ -1,4 +1,4 @@
-"""Command line: python -m training {train,calibrate,evaluate,check,export,sign,keygen,...}."""
+"""Command line: python -m training {train,evaluate,check,export,sign,encrypt,keygen,...}."""
 
 import argparse
 import logging
@@ -6,7 +6,15 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from app.runtime.encryption import (
+    KEY_SUFFIX,
+    EncryptionError,
+    encrypt_model,
+    generate_model_key,
+    read_model_key,
+)
 from app.runtime.signing import (
+    SIGNATURE_FILENAME,
     KeyFileError,
     generate_key_pair,
     key_id,
@@ -41,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         "check": lambda args: task_for(None, args.data).check(args),
         "export": _export,
         "sign": _sign,
+        "encrypt": _encrypt,
         "keygen": _keygen,
     } | galleries_cli.COMMANDS
     return _guarded(lambda: commands[args.command](args))
@@ -50,7 +59,7 @@ def _guarded(command: Callable[[], int]) -> int:
     """Run a subcommand; data and option problems exit 2 with the message, not a traceback."""
     try:
         return command()
-    except (DatasetError, ConfigError, KeyFileError, FileNotFoundError) as error:
+    except (DatasetError, ConfigError, KeyFileError, EncryptionError, FileNotFoundError) as error:
         logger.error("%s", error)
         return 2
 
@@ -102,9 +111,28 @@ def _parser() -> argparse.ArgumentParser:
     sign = commands.add_parser("sign", help="sign exported model folders (Ed25519)")
     sign.add_argument("--key", type=Path, required=True, help="private key file (PEM or OpenSSH)")
     sign.add_argument("models", type=Path, nargs="+", help="models/<name> folders")
-    keygen = commands.add_parser("keygen", help="make a signing key pair: STEM.key and STEM.pub")
-    keygen.add_argument("--out", type=Path, required=True, help="path stem, e.g. keys/acme")
+    _add_encrypt(commands.add_parser("encrypt", help="encrypt model folders at rest (AES-GCM)"))
+    keygen = commands.add_parser(
+        "keygen", help="make a signing key pair (STEM.key, STEM.pub), or with --encryption a key"
+    )
+    keygen.add_argument(
+        "--out", type=Path, required=True, help="path stem, e.g. keys/acme; --encryption: a file"
+    )
+    keygen.add_argument(
+        "--encryption",
+        action="store_true",
+        help=f"write a random 256-bit model encryption key (mode 0600; {KEY_SUFFIX} added)",
+    )
     return parser
+
+
+def _add_encrypt(parser: argparse.ArgumentParser) -> None:
+    # Keys come from files only: a key on the command line ends up in shell history and `ps`.
+    add = parser.add_argument
+    add("--key-file", type=Path, required=True, help="the model key to encrypt with")
+    add("--old-key-file", type=Path, help="re-encrypting (key rotation): the current key")
+    add("--sign-key", type=Path, help="re-sign each folder with this private key afterwards")
+    add("models", type=Path, nargs="+", help="models/<name> folders")
 
 
 def _add_calibrate(parser: argparse.ArgumentParser) -> None:
@@ -146,7 +174,42 @@ def _sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _encrypt(args: argparse.Namespace) -> int:
+    """Encrypt each folder (model.pt.enc, card record, no model.pt); re-sign or drop signature."""
+    key = read_model_key(args.key_file)
+    old = read_model_key(args.old_key_file) if args.old_key_file else None
+    signer = read_private_key(args.sign_key) if args.sign_key else None
+    for directory in args.models:
+        done = encrypt_model(directory, key, {old.key_id: old} if old else None)
+        logger.info("encrypted %s with key %s: %s", directory, done.key_id, done.path)
+        signature = directory / SIGNATURE_FILENAME
+        if signer is not None:
+            sign_model(directory, signer)
+            logger.info("signed %s with key %s", directory, key_id(signer.public_key()))
+        elif signature.is_file():
+            # It signed the card before encryption was recorded: it can only fail now.
+            signature.unlink()
+            logger.warning(
+                "removed %s: it signed the unencrypted card; sign again (python -m training "
+                "sign --key KEY %s)",
+                signature,
+                directory,
+            )
+    return 0
+
+
 def _keygen(args: argparse.Namespace) -> int:
+    if args.encryption:
+        path = (
+            args.out
+            if args.out.suffix == KEY_SUFFIX
+            else args.out.with_name(args.out.name + KEY_SUFFIX)
+        )
+        key = generate_model_key(path)
+        logger.info(
+            "wrote %s (key id %s; keep it secret, give it to the service)", path, key.key_id
+        )
+        return 0
     private, public = generate_key_pair(args.out)
     logger.info("wrote %s (keep it secret) and %s (give it to the service)", private, public)
     return 0

@@ -4,13 +4,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from app.api.deps import ClassifierDep, ClassifierUploadsDep, StateDep, require_api_key
+from app.api.deps import ClassifierDep, ClassifierUploadsDep, StateDep, require_scope
 from app.api.responses import ERROR_RESPONSES
 from app.api.uploads import IMAGE_REQUEST_BODY
 from app.schemas import ClassifyResponse
 from app.services.classification import classify_uploads
 
-router = APIRouter(tags=["inference"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["inference"], dependencies=[Depends(require_scope("classify"))])
 
 
 @router.post(

@@ -1,8 +1,6 @@
 """Dependencies, declared once as Annotated aliases so routes read like prose."""
 
-import hashlib
-import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
@@ -13,14 +11,19 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from app.api.state import AppState
 from app.api.uploads import read_uploads
 from app.config import Settings
-from app.errors import NotReady, Unauthorized, ValidationFailed
+from app.errors import NotReady, ValidationFailed
 from app.galleries.records import NAME_PATTERN
 from app.request_context import note
 from app.runtime.registry import ModelRegistry, ServedModel
+from app.schemas import GalleryCreateRequest
+from app.security.keyring import KeyRing
+from app.security.keys import ApiKey, Scope
 from app.services.galleries import GalleryServices, GalleryTarget, gallery_target
 from app.services.pipeline import ReservedUploads
 
-_bearer = HTTPBearer(auto_error=False, description="An API key from VISION_API_KEYS.")
+_bearer = HTTPBearer(
+    auto_error=False, description="An API key (VISION_API_KEYS_FILE or VISION_API_KEYS)."
+)
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
@@ -49,30 +52,41 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 
 
-async def require_api_key(
-    settings: SettingsDep,
+async def get_api_key(
+    request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header_key: Annotated[str | None, Depends(_api_key_header)],
-) -> None:
-    """When VISION_API_KEYS is set, demand one of them (Bearer or X-API-Key; either will do)."""
-    if not settings.api_keys:
-        return
+) -> ApiKey:
+    """Who the request's key belongs to (Bearer or X-API-Key; either will do); 401 if none.
+
+    An open service (no keys configured) lets everyone in as `anonymous`, admin routes excepted.
+    """
+    keyring: KeyRing = request.app.state.keyring
     offered = [bearer.credentials if bearer is not None else None, header_key]
-    accepted = [key for key in offered if _is_key(key, settings.api_keys)]
-    if not accepted:
-        raise Unauthorized(
-            "A valid API key is required (Authorization: Bearer <key>, or X-API-Key: <key>)."
-        )
-    # Logs name the key by a fingerprint: traceable, and useless to whoever reads the log.
-    note(key_id=hashlib.sha256(str(accepted[0]).encode()).hexdigest()[:8])
+    key = keyring.authenticate(offered)
+    if not key.anonymous:
+        note(key_name=key.name)  # the name, never the key, for the access line and metrics
+    return key
 
 
-def _is_key(candidate: str | None, keys: frozenset[str]) -> bool:
-    if candidate is None:
-        return False
-    # Compare with every key, in constant time per key, so timing tells nothing.
-    matches = [hmac.compare_digest(candidate.encode(), key.encode()) for key in keys]
-    return any(matches)
+ApiKeyDep = Annotated[ApiKey, Depends(get_api_key)]
+
+
+def require_scope(scope: Scope) -> Callable[[ApiKey], Awaitable[ApiKey]]:
+    """A dependency that lets a request in when its key holds `scope` (else 401 or 403)."""
+
+    async def check_scope(key: ApiKeyDep) -> ApiKey:
+        key.require_scope(scope)
+        return key
+
+    check_scope.__name__ = f"require_scope_{scope.replace(':', '_')}"
+    return check_scope
+
+
+# Any valid key, whatever its scopes.
+require_api_key = get_api_key
+# The admin routes' guard: a key with the admin scope; closed when the service has no keys.
+require_admin = require_scope("admin")
 
 
 async def reject_unknown_query(request: Request) -> None:
@@ -99,11 +113,13 @@ def _declared_query(dependant: Dependant) -> frozenset[str]:
 async def get_classifier(
     registry: RegistryDep,
     settings: SettingsDep,
+    key: ApiKeyDep,
     model: Annotated[str | None, Query(description="Model name; default from settings.")] = None,
 ) -> ServedModel:
     """The classifier the request names, or the default one; 503 at once if its queue is full."""
     served = registry.get_for_task(model or settings.default_classifier, "classify")
     note(model=served.name, model_version=served.card.version)
+    key.require_model(served.name)
     served.batcher.refuse_if_full()  # before the body is read: overload costs no upload
     return served
 
@@ -111,11 +127,13 @@ async def get_classifier(
 async def get_detector(
     registry: RegistryDep,
     settings: SettingsDep,
+    key: ApiKeyDep,
     model: Annotated[str | None, Query(description="Model name; default from settings.")] = None,
 ) -> ServedModel:
     """The detector the request names, or the default one; 503 at once if its queue is full."""
     served = registry.get_for_task(model or settings.default_detector, "detect")
     note(model=served.name, model_version=served.card.version)
+    key.require_model(served.name)
     served.batcher.refuse_if_full()
     return served
 
@@ -123,11 +141,13 @@ async def get_detector(
 async def get_segmenter(
     registry: RegistryDep,
     settings: SettingsDep,
+    key: ApiKeyDep,
     model: Annotated[str | None, Query(description="Model name; default from settings.")] = None,
 ) -> ServedModel:
     """The segmenter the request names, or the default one; 503 at once if its queue is full."""
     served = registry.get_for_task(model or settings.default_segmenter, "segment")
     note(model=served.name, model_version=served.card.version)
+    key.require_model(served.name)
     served.batcher.refuse_if_full()
     return served
 
@@ -201,15 +221,28 @@ GalleryName = Annotated[
 ]
 
 
-async def get_gallery_target(gallery: GalleryName, services: GalleriesDep) -> GalleryTarget:
-    """The gallery and its bound model (404, 409), refused at once if the model's queue is full."""
+async def get_gallery_target(
+    gallery: GalleryName, services: GalleriesDep, key: ApiKeyDep
+) -> GalleryTarget:
+    """The gallery and its bound model (404, 409, 403 when the key may not use that model),
+    refused at once if the model's queue is full."""
     target = await gallery_target(services, gallery)
     note(model=target.served.name, model_version=target.served.card.version)
+    key.require_model(target.served.name)
     target.served.batcher.refuse_if_full()
     return target
 
 
 GalleryTargetDep = Annotated[GalleryTarget, Depends(get_gallery_target)]
+
+
+async def get_gallery_create(body: GalleryCreateRequest, key: ApiKeyDep) -> GalleryCreateRequest:
+    """A gallery creation, refused (403) when the key may not use the model it names."""
+    key.require_model(body.model)
+    return body
+
+
+GalleryCreateDep = Annotated[GalleryCreateRequest, Depends(get_gallery_create)]
 
 
 async def get_gallery_uploads(

@@ -6,10 +6,11 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from app.api.deps import (
     GalleriesDep,
+    GalleryCreateDep,
     GalleryName,
     GalleryTargetDep,
     GalleryUploadsDep,
-    require_api_key,
+    require_scope,
 )
 from app.api.responses import ERROR_RESPONSES
 from app.api.uploads import IMAGE_REQUEST_BODY
@@ -18,7 +19,6 @@ from app.schemas import (
     AddReferencesResponse,
     DeleteProductResponse,
     GalleriesResponse,
-    GalleryCreateRequest,
     GalleryResponse,
     MatchResponse,
 )
@@ -28,19 +28,21 @@ from app.services.matching import match_uploads
 router = APIRouter(
     prefix="/galleries",
     tags=["galleries"],
-    dependencies=[Depends(require_api_key)],
     responses=ERROR_RESPONSES,
 )
+# Reading and matching need galleries:read; creating, adding and deleting galleries:write.
+READ = [Depends(require_scope("galleries:read"))]
+WRITE = [Depends(require_scope("galleries:write"))]
 
 ProductId = Annotated[
     str, Path(pattern=NAME_PATTERN, description="1-128 characters of [A-Za-z0-9._-]")
 ]
 
 
-@router.put("/{gallery}", response_model=GalleryResponse)
+@router.put("/{gallery}", response_model=GalleryResponse, dependencies=WRITE)
 async def create_gallery(
     gallery: GalleryName,
-    body: GalleryCreateRequest,
+    body: GalleryCreateDep,
     services: GalleriesDep,
     response: Response,
 ) -> GalleryResponse:
@@ -50,19 +52,19 @@ async def create_gallery(
     return described
 
 
-@router.get("", response_model=GalleriesResponse)
+@router.get("", response_model=GalleriesResponse, dependencies=READ)
 async def list_galleries(services: GalleriesDep) -> GalleriesResponse:
     """Every gallery with its model, threshold and size."""
     return await service.list_galleries(services)
 
 
-@router.get("/{gallery}", response_model=GalleryResponse)
+@router.get("/{gallery}", response_model=GalleryResponse, dependencies=READ)
 async def describe_gallery(gallery: GalleryName, services: GalleriesDep) -> GalleryResponse:
     """One gallery and its products with their reference counts."""
     return await service.describe_gallery(services, gallery)
 
 
-@router.delete("/{gallery}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{gallery}", status_code=status.HTTP_204_NO_CONTENT, dependencies=WRITE)
 async def delete_gallery(gallery: GalleryName, services: GalleriesDep) -> None:
     """Remove a gallery and all its products."""
     await service.delete_gallery(services, gallery)
@@ -73,6 +75,7 @@ async def delete_gallery(gallery: GalleryName, services: GalleriesDep) -> None:
     response_model=AddReferencesResponse,
     response_model_exclude_none=True,
     openapi_extra=IMAGE_REQUEST_BODY,
+    dependencies=WRITE,
 )
 async def add_references(
     target: GalleryTargetDep,
@@ -84,7 +87,9 @@ async def add_references(
     return await service.add_references(services, target, product_id, uploads)
 
 
-@router.delete("/{gallery}/products/{product_id}", response_model=DeleteProductResponse)
+@router.delete(
+    "/{gallery}/products/{product_id}", response_model=DeleteProductResponse, dependencies=WRITE
+)
 async def delete_product(
     gallery: GalleryName, product_id: ProductId, services: GalleriesDep
 ) -> DeleteProductResponse:
@@ -97,6 +102,7 @@ async def delete_product(
     response_model=MatchResponse,
     response_model_exclude_none=True,
     openapi_extra=IMAGE_REQUEST_BODY,
+    dependencies=READ,
 )
 async def match(
     target: GalleryTargetDep,

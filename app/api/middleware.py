@@ -35,7 +35,7 @@ class RequestContextMiddleware:
     def __init__(
         self,
         app: ASGIApp,
-        metrics_requests: Callable[[str, int, float], None],
+        metrics_requests: Callable[[str, int, float, str | None], None],
         access_log: bool = True,
     ) -> None:
         self.app = app
@@ -75,7 +75,7 @@ class RequestContextMiddleware:
             current_request.reset(token)
             route = getattr(scope.get("route"), "path", "unmatched")
             seconds = time.perf_counter() - started
-            self.record(route, status, seconds)
+            self.record(route, status, seconds, facts.key_name)
             if self.access_log:
                 _log_access(scope, route, status, seconds, facts)
 
@@ -91,7 +91,7 @@ def _log_access(scope: Scope, route: str, status: int, seconds: float, facts: Re
         "model": facts.model,
         "model_version": facts.model_version,
         "images": facts.images,
-        "key_id": facts.key_id,
+        "key_name": facts.key_name,
         "client": (scope.get("client") or ("-",))[0],
     }
     shown = {name: value for name, value in fields.items() if value is not None}

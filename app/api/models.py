@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Depends
 
-from app.api.deps import RegistryDep, SettingsDep, require_api_key
+from app.api.deps import RegistryDep, SettingsDep, require_scope
 from app.api.responses import ERROR_RESPONSES
 from app.runtime.device import describe_device
 from app.runtime.registry import ServedModel
@@ -13,7 +13,7 @@ from app.schemas import (
     SignatureDescription,
 )
 
-router = APIRouter(tags=["models"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["models"], dependencies=[Depends(require_scope("models"))])
 
 
 @router.get("/models", response_model=ModelsResponse, responses=ERROR_RESPONSES)

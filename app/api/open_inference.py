@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
 from app.api import health
-from app.api.deps import RegistryDep, SettingsDep, StateDep, require_api_key
+from app.api.deps import ApiKeyDep, RegistryDep, SettingsDep, StateDep, require_scope
 from app.api.tensor_codec import HEADER_LENGTH, decode_request, encode_response
 from app.api.uploads import IMAGE_FIELD
 from app.errors import InvalidRequest, PayloadTooLarge, TooManyImages
@@ -24,7 +24,7 @@ PROTOCOL_VERSION_EXTENSIONS = ["binary_tensor_data"]
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 models_router = APIRouter(
-    prefix="/v2", tags=["open inference protocol"], dependencies=[Depends(require_api_key)]
+    prefix="/v2", tags=["open inference protocol"], dependencies=[Depends(require_scope("v2"))]
 )
 
 
@@ -110,9 +110,10 @@ async def model_ready(name: str, registry: RegistryDep) -> ReadyResponse:
     return ReadyResponse(ready=True)
 
 
-async def get_model(name: str, registry: RegistryDep) -> ServedModel:
-    """The named model; 503 at once when its queue is full, before the body is read."""
+async def get_model(name: str, registry: RegistryDep, key: ApiKeyDep) -> ServedModel:
+    """The named model (403 if the key may not use it); 503 at once when its queue is full."""
     served = registry.get(name)
+    key.require_model(served.name)
     output_specs(served.card)
     served.batcher.refuse_if_full()
     return served

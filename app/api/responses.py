@@ -11,6 +11,7 @@ from app.schemas import ErrorResponse
 _ERRORS = {
     400: "invalid_image or invalid_request",
     401: "unauthorized",
+    403: "forbidden (the API key lacks the route's scope or the model)",
     404: "model_not_found",
     408: "request_timeout (the body arrived too slowly)",
     409: "wrong_task",

@@ -4,13 +4,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from app.api.deps import SegmenterDep, SegmenterUploadsDep, StateDep, require_api_key
+from app.api.deps import SegmenterDep, SegmenterUploadsDep, StateDep, require_scope
 from app.api.responses import ERROR_RESPONSES
 from app.api.uploads import IMAGE_REQUEST_BODY
 from app.schemas import SegmentResponse
 from app.services.segmentation import segment_uploads
 
-router = APIRouter(tags=["inference"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["inference"], dependencies=[Depends(require_scope("segment"))])
 
 
 @router.post(

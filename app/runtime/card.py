@@ -242,14 +242,25 @@ class ModelCard(_Strict):
         return self.model_dump_json(indent=2)
 
 
+class ArchiveEncryption(_Strict):
+    """How model.pt is encrypted at rest (app/runtime/encryption.py); never the key itself."""
+
+    algorithm: Literal["aes-256-gcm"] = "aes-256-gcm"
+    format_version: Literal[1] = 1
+    key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+    file: Literal["model.pt.enc"] = "model.pt.enc"
+
+
 class StoredCard(ModelCard):
-    """card.json beside model.pt: the card plus the archive's sha256."""
+    """card.json beside model.pt: the card plus the archive's sha256 (of the plaintext
+    archive) and, when the archive is stored encrypted, how."""
 
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    encryption: ArchiveEncryption | None = None
 
     def card(self) -> ModelCard:
         """The embedded card this file claims to describe."""
-        return ModelCard.model_validate(self.model_dump(exclude={"sha256"}))
+        return ModelCard.model_validate(self.model_dump(exclude={"sha256", "encryption"}))
 
 
 def parse_card(text: str | bytes) -> ModelCard:
@@ -262,7 +273,12 @@ def parse_stored_card(text: str | bytes) -> StoredCard:
     return StoredCard.model_validate_json(text)
 
 
-def stored_card_json(card: ModelCard, sha256: str) -> str:
-    """The card.json text for an archive with this hash."""
-    payload = json.loads(card.to_json()) | {"sha256": sha256}
-    return StoredCard.model_validate(payload).model_dump_json(indent=2) + "\n"
+def stored_card_json(
+    card: ModelCard, sha256: str, encryption: ArchiveEncryption | None = None
+) -> str:
+    """The card.json text for an archive with this hash (encrypted at rest or not)."""
+    payload = json.loads(card.to_json()) | {"sha256": sha256, "encryption": encryption}
+    # A plain archive's card.json stays as it always was: no `"encryption": null` line.
+    left_out = {"encryption"} if encryption is None else set()
+    stored = StoredCard.model_validate(payload)
+    return stored.model_dump_json(indent=2, exclude=left_out) + "\n"

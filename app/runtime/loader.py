@@ -21,6 +21,12 @@ from app.runtime.card import (
     parse_card,
     parse_stored_card,
 )
+from app.runtime.encryption import (
+    ENCRYPTED_FILENAME,
+    EncryptionError,
+    ModelKey,
+    decrypt_archive,
+)
 from app.runtime.signing import NOT_CHECKED, SignatureCheck, TrustedKey, verify_model
 
 logger = logging.getLogger(__name__)
@@ -40,26 +46,33 @@ class LoadedModel:
 
 
 def load_model(
-    directory: Path, device: torch.device, trusted_keys: dict[str, TrustedKey] | None = None
+    directory: Path,
+    device: torch.device,
+    trusted_keys: dict[str, TrustedKey] | None = None,
+    model_keys: dict[str, ModelKey] | None = None,
 ) -> LoadedModel:
     """Load `directory/model.pt`, refusing it when card.json's hash or card disagree.
 
     With trusted keys, the folder's signature must verify too (unsigned, unknown key and
-    altered are refused with that reason).
+    altered are refused with that reason). An archive stored encrypted (`model.pt.enc`) is
+    decrypted in memory with `model_keys`; the plaintext never touches the disk.
     """
     model_path = directory / MODEL_FILENAME
-    if not model_path.is_file():
+    if not model_path.is_file() and not (directory / ENCRYPTED_FILENAME).is_file():
         raise ModelLoadError(f"{directory}: no {MODEL_FILENAME} in the model folder")
-    # Hash, verify and load the same bytes, so no file can change between check and load.
-    archive = model_path.read_bytes()
-    sha256 = hashlib.sha256(archive).hexdigest()
     card_bytes, stored = _read_stored_card(directory)
+    # Hash, verify and load the same bytes, so no file can change between check and load.
+    archive = _read_archive(directory, stored, model_keys or {})
+    sha256 = hashlib.sha256(archive).hexdigest()
     signature = NOT_CHECKED
     if trusted_keys:
         signature = verify_model(directory, sha256, card_bytes, trusted_keys)
     if stored.sha256 != sha256:
+        source = (
+            f"{directory / ENCRYPTED_FILENAME} (decrypted)" if stored.encryption else model_path
+        )
         raise ModelLoadError(
-            f"{model_path}: sha256 is {sha256} but {CARD_FILENAME} says {stored.sha256}; "
+            f"{source}: sha256 is {sha256} but {CARD_FILENAME} says {stored.sha256}; "
             "the archive was modified or replaced after export"
         )
     module, embedded, references = _load_archive(model_path, archive, device)
@@ -79,10 +92,44 @@ def load_model(
 
 
 def discover_model_dirs(model_dir: Path) -> list[Path]:
-    """Every sub-folder of the store that holds a model archive, sorted by name."""
+    """Every sub-folder of the store that holds a model archive (plain or encrypted), sorted."""
     if not model_dir.is_dir():
         raise ModelLoadError(f"the model store {model_dir} does not exist")
-    return sorted(path.parent for path in model_dir.glob(f"*/{MODEL_FILENAME}"))
+    archives = [*model_dir.glob(f"*/{MODEL_FILENAME}"), *model_dir.glob(f"*/{ENCRYPTED_FILENAME}")]
+    return sorted({path.parent for path in archives})
+
+
+def _read_archive(directory: Path, stored: StoredCard, model_keys: dict[str, ModelKey]) -> bytes:
+    """The plaintext archive: model.pt as it is, or model.pt.enc decrypted in memory."""
+    plain, encrypted = directory / MODEL_FILENAME, directory / ENCRYPTED_FILENAME
+    if plain.is_file() and encrypted.is_file():
+        raise ModelLoadError(
+            f"{directory}: holds both {MODEL_FILENAME} and {ENCRYPTED_FILENAME}; remove the one "
+            f"{CARD_FILENAME} does not describe"
+        )
+    if stored.encryption is None:
+        if encrypted.is_file():
+            raise ModelLoadError(
+                f"{directory}: {CARD_FILENAME} records no encryption, yet the folder holds "
+                f"{ENCRYPTED_FILENAME} only"
+            )
+        return plain.read_bytes()
+    expected = stored.encryption.key_id
+    if not encrypted.is_file():
+        raise ModelLoadError(
+            f"{directory}: {CARD_FILENAME} records an archive encrypted with key {expected}, "
+            f"but there is no {ENCRYPTED_FILENAME}"
+        )
+    try:
+        archive, key = decrypt_archive(encrypted.read_bytes(), model_keys)
+    except EncryptionError as error:
+        raise ModelLoadError(f"{encrypted}: {error}") from None
+    if key.key_id != expected:
+        raise ModelLoadError(
+            f"{encrypted}: encrypted with key {key.key_id}, but {CARD_FILENAME} records {expected}"
+        )
+    logger.info("decrypted %s in memory with key %s (%s)", encrypted, key.name, key.key_id)
+    return archive
 
 
 def _read_stored_card(directory: Path) -> tuple[bytes, StoredCard]:

@@ -12,6 +12,7 @@ from app.errors import ModelLoadError, ModelNotFound, WrongTask
 from app.runtime.autotune import TuningPolicy, runner_for, tune_model
 from app.runtime.batching import BatchPolicy, BatchRecord, DynamicBatcher
 from app.runtime.card import ModelCard, Task
+from app.runtime.encryption import ModelKey
 from app.runtime.loader import LoadedModel, discover_model_dirs, load_model
 from app.runtime.signing import TrustedKey
 from app.runtime.tuning import Tuning
@@ -81,13 +82,14 @@ class ModelRegistry:
         observe_batch: BatchObserver | None = None,
         *,
         trusted_keys: dict[str, TrustedKey] | None = None,
+        model_keys: dict[str, ModelKey] | None = None,
     ) -> "ModelRegistry":
         """Load, verify, tune and warm up every model folder under `model_dir`."""
         models: dict[str, ServedModel] = {}
         refused: list[RefusedModel] = []
         for directory in discover_model_dirs(model_dir):
             try:
-                loaded = load_model(directory, device, trusted_keys)
+                loaded = load_model(directory, device, trusted_keys, model_keys)
             except ModelLoadError as error:
                 logger.error("refused %s: %s", directory.name, error)
                 refused.append(RefusedModel(folder=directory.name, reason=str(error)))

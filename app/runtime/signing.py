@@ -3,6 +3,9 @@
 `signature.json` beside model.pt names the signing key (a fingerprint of its public half) and
 signs the sha256 of model.pt and of card.json, so neither file can change unnoticed. Training
 signs (`python -m training sign`); the loader verifies against `VISION_TRUSTED_KEYS`.
+An archive stored encrypted (`model.pt.enc`) is signed by the same two hashes: the plaintext's
+(which card.json records and the loader checks after decrypting) and the final card.json's,
+which names the encryption key; so encrypt first, then sign (encrypting rewrites card.json).
 Keys are OpenSSH (`ssh-ed25519 ...`) or PEM public keys; private keys are PEM (PKCS#8).
 """
 
@@ -19,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from app.errors import ModelLoadError
-from app.runtime.card import CARD_FILENAME, MODEL_FILENAME
+from app.runtime.card import CARD_FILENAME, MODEL_FILENAME, parse_stored_card
 
 SIGNATURE_FILENAME = "signature.json"
 ALGORITHM = "ed25519"
@@ -182,14 +185,26 @@ def verify_model(
 
 
 def _content_hashes(directory: Path) -> tuple[str, str]:
+    """The sha256 of the plaintext archive and of card.json, as the loader will compute them.
+
+    For an archive stored encrypted, card.json's `sha256` is the plaintext's: the loader checks
+    it after decrypting, so a signer vouches for the model without holding the decryption key.
+    """
     model, card = directory / MODEL_FILENAME, directory / CARD_FILENAME
-    for path in (model, card):
-        if not path.is_file():
-            raise KeyFileError(f"{directory} has no {path.name}: not an exported model folder")
-    return (
-        hashlib.sha256(model.read_bytes()).hexdigest(),
-        hashlib.sha256(card.read_bytes()).hexdigest(),
-    )
+    if not card.is_file():
+        raise KeyFileError(f"{directory} has no {CARD_FILENAME}: not an exported model folder")
+    card_bytes = card.read_bytes()
+    if model.is_file():
+        return hashlib.sha256(model.read_bytes()).hexdigest(), hashlib.sha256(
+            card_bytes
+        ).hexdigest()
+    try:
+        stored = parse_stored_card(card_bytes)
+    except ValueError as error:
+        raise KeyFileError(f"{card} is not a valid card: {error}") from error
+    if stored.encryption is None or not (directory / stored.encryption.file).is_file():
+        raise KeyFileError(f"{directory} has no {MODEL_FILENAME}: not an exported model folder")
+    return stored.sha256, hashlib.sha256(card_bytes).hexdigest()
 
 
 def _message(model_sha256: str, card_sha256: str) -> bytes:

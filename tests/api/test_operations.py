@@ -54,7 +54,7 @@ def test_metrics_count_requests_and_images(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert 'visionserve_images_total{model="tiny-colors",outcome="ok"} 1.0' in text
     assert 'visionserve_images_total{model="tiny-colors",outcome="invalid_image"} 1.0' in text
-    assert 'visionserve_http_requests_total{route="/classify",status="400"} 1.0' in text
+    assert 'visionserve_http_requests_total{key="-",route="/classify",status="400"} 1.0' in text
 
 
 def test_metrics_time_each_stage_and_name_the_served_versions(client: TestClient) -> None:
