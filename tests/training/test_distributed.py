@@ -13,6 +13,7 @@ import torch
 from app.runtime.loader import load_model
 from tests.conftest import ROOT
 from tests.training.helpers import write_coco
+from tests.training.segmentation_data import write_mask_folder
 
 
 def test_torchrun_with_two_cpu_processes(fashion_folder: Path, tmp_path: Path) -> None:
@@ -80,3 +81,36 @@ def test_torchrun_trains_a_detector_with_two_cpu_processes(tmp_path: Path) -> No
     assert float(row["images_per_s"]) * float(row["train_s"]) == pytest.approx(8, rel=1e-3)
     loaded = load_model(tmp_path / "models" / "ddp-detector", torch.device("cpu"))
     assert loaded.card.task == "detect"
+
+
+def test_torchrun_trains_a_segmenter_with_two_cpu_processes(tmp_path: Path) -> None:
+    data = write_mask_folder(tmp_path / "masks", {"train": 8, "val": 4, "test": 4})
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+        "-m", "training", "train", "--data", str(data), "--weights", "none",
+        "--image-size", "64", "--epochs", "1", "--batch-size", "2", "--workers", "0",
+        "--name", "ddp-segmenter", "--no-progress",
+        "--runs", str(tmp_path / "runs"), "--store", str(tmp_path / "models"),
+    ]  # fmt: skip
+    environment = os.environ | {"OMP_NUM_THREADS": "1"}
+    finished = subprocess.run(
+        command,
+        check=False,
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "rank 1 of 2" in finished.stderr
+    runs = list((tmp_path / "runs").iterdir())
+    assert [run.name for run in runs] == ["ddp-segmenter"]  # only rank 0 writes
+    metrics = json.loads((runs[0] / "metrics.json").read_text())
+    assert metrics["training"]["machine"]["processes"] == 2
+    # Each rank trained half of the 8 images; the epoch's speed counts the whole world's.
+    with (runs[0] / "results.csv").open() as file:
+        (row,) = list(csv.DictReader(file))
+    assert float(row["images_per_s"]) * float(row["train_s"]) == pytest.approx(8, rel=1e-3)
+    loaded = load_model(tmp_path / "models" / "ddp-segmenter", torch.device("cpu"))
+    assert loaded.card.task == "segment"
