@@ -187,3 +187,17 @@ class GalleryFull(ServiceError):
 
     status_code = 413
     code = "gallery_full"
+
+
+class AdminRequired(ServiceError):
+    """An admin route on a service with no API keys configured: nobody may use it."""
+
+    status_code = 403
+    code = "admin_required"
+
+
+class ReloadRefused(ServiceError):
+    """A reload found nothing it could switch to (the store is unreadable or nothing loads)."""
+
+    status_code = 409
+    code = "reload_refused"
