@@ -21,6 +21,7 @@ from app.runtime.card import CARD_FILENAME
 from app.runtime.loader import LoadedModel
 from app.runtime.registry import ServedModel
 from tests.conftest import TINY_DETECTOR, TINY_MODEL, tiny_card, tiny_module
+from tests.galleries.helpers import EMBEDDER, embedder, export_embedders, similarity
 from tests.images import RED, solid
 from training.core.export import export_model
 
@@ -300,3 +301,43 @@ def test_the_store_watch_loads_a_new_version(admin_settings: Settings, store: Pa
         while answered_by(client) != "0.0.2" and time.monotonic() < deadline:
             time.sleep(0.1)
         assert answered_by(client) == "0.0.2"
+
+
+def test_a_malformed_aliases_file_refuses_the_reload(admin: TestClient, store: Path) -> None:
+    publish(store, "0.0.2")
+    (store / "aliases.json").write_text("{not json")
+    answer = admin.post("/admin/models/reload")
+    assert (answer.status_code, answer.json()["error"]["code"]) == (409, "reload_refused")
+    assert "aliases.json" in answer.json()["error"]["message"]
+    assert answered_by(admin) == "0.0.1"  # nothing switched
+
+
+def test_a_gallery_stays_on_the_version_it_was_built_with(tmp_path: Path) -> None:
+    store = tmp_path / "models"
+    export_embedders(store)
+    settings = Settings(
+        model_dir=store,
+        gallery_dir=tmp_path / "galleries",
+        default_classifier=EMBEDDER,
+        autotune_batch_size=False,
+        optimize_cpu=False,
+        api_keys=frozenset({KEY}),
+    )
+    red = [("image", ("red.png", solid(RED), "image/png"))]
+    with TestClient(create_app(settings), headers=ADMIN) as client:
+        assert client.put("/galleries/shop", json={"model": EMBEDDER}).status_code in (200, 201)
+        client.post("/galleries/shop/products/red/references", files=red)
+        card = tiny_card(
+            EMBEDDER,
+            version="0.0.2",
+            outputs=("logits", "embedding"),
+            embedding_dim=3,
+            similarity=similarity(),
+        )
+        exported = export_model(embedder(), card, tmp_path / "staging")
+        shutil.move(exported, store / f"{EMBEDDER}@0.0.2")
+        client.post("/admin/models/reload")
+        assert answered_by(client) == "0.0.2"  # the name now means the new version
+        answer = client.post("/galleries/shop/match", files=red)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model"]["version"] == "0.0.1"  # the gallery's own archive
