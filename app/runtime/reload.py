@@ -134,7 +134,10 @@ class ModelReloader:
             elif not current.versions(name):
                 current.default(name)  # 404 for a name not served
             saved = self._save_pin(name, version)
-            new = replace(current, pins=self._pins())
+            pins = {key: value for key, value in current.pins.items() if key != name}
+            if version is not None:
+                pins[name] = version
+            new = replace(current, pins=pins)  # what is in force, changed: never half a file
             self.registry.switch(new)  # same models: nothing to retire
             return new, saved
 

@@ -341,3 +341,15 @@ def test_a_gallery_stays_on_the_version_it_was_built_with(tmp_path: Path) -> Non
         answer = client.post("/galleries/shop/match", files=red)
         assert answer.status_code == 200, answer.text
         assert answer.json()["model"]["version"] == "0.0.1"  # the gallery's own archive
+
+
+def test_an_alias_is_held_in_memory_when_the_store_cannot_keep_it(
+    admin: TestClient, store: Path
+) -> None:
+    publish(store, "0.0.2")
+    admin.post("/admin/models/reload")
+    (store / "aliases.json").mkdir()  # not a file: it cannot be read or replaced
+    answer = admin.post("/admin/models/alias", json={"name": TINY_MODEL, "version": "0.0.1"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["saved_to"] is None and answer.json()["not_saved_reason"]
+    assert answered_by(admin) == "0.0.1"
