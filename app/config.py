@@ -86,6 +86,13 @@ class Settings(BaseSettings):
     )
     model_keys: Annotated[tuple[Path, ...], NoDecode] = ()  # key files, or folders of *.mkey
 
+    # Model updates without restarts (README "Operations"): POST /admin/models/reload, and with
+    # MODEL_WATCH_S > 0 a poll of the store that reloads once a change has settled.
+    model_watch_s: float = Field(default=0.0, ge=0.0, description="0 = off; else poll every N s")
+    retire_wait_s: float = Field(
+        default=120.0, gt=0.0, description="longest wait for old requests before old models stop"
+    )
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, description="uvicorn processes, each with every model")

@@ -194,3 +194,10 @@ class GalleryFull(ServiceError):
 
     status_code = 413
     code = "gallery_full"
+
+
+class ReloadRefused(ServiceError):
+    """A reload found nothing it could switch to (the store is unreadable or nothing loads)."""
+
+    status_code = 409
+    code = "reload_refused"

@@ -1,5 +1,6 @@
 """create_app(settings): the lifespan that loads models, the routers, one error handler."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -14,9 +15,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from app.api import classify, detect, docs, galleries, health, models, open_inference, segment
+from app.api import (
+    admin,
+    classify,
+    detect,
+    docs,
+    galleries,
+    health,
+    models,
+    open_inference,
+    segment,
+)
 from app.api.deps import reject_unknown_query, require_scope
 from app.api.middleware import BodyGuardMiddleware, BodyLimits, RequestContextMiddleware
+from app.api.readers import ModelReadersMiddleware
 from app.api.responses import is_protocol_path, render_error
 from app.api.state import LIFECYCLE_KEY, AppState, Lifecycle
 from app.config import Settings
@@ -32,9 +44,12 @@ from app.runtime.autotune import TuningPolicy
 from app.runtime.batching import BatchPolicy
 from app.runtime.device import available_cores, plan_lone_threads, plan_threads, resolve_device
 from app.runtime.encryption import EncryptionError, ModelKey, load_model_keys
+from app.runtime.readers import ReaderEpochs
 from app.runtime.registry import ModelRegistry
+from app.runtime.reload import LoadPolicy, ModelReloader
 from app.runtime.signing import KeyFileError, TrustedKey, load_trusted_keys
 from app.runtime.threads import pin_intra_op_threads
+from app.runtime.watch import store_state, watch_store
 from app.security.keyring import open_keyring
 from app.services.galleries import GalleryServices
 from app.services.uploads import ImagePreparer
@@ -45,21 +60,31 @@ logger = logging.getLogger(__name__)
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the service; models load in the lifespan, never at import."""
+def create_app(settings: Settings | None = None, *, load_in_background: bool = False) -> FastAPI:
+    """Build the service; models load in the lifespan, never at import.
+
+    `load_in_background`: start-up ends before the models load, so the server listens at once
+    (/healthz and /metrics answer, /readyz and model routes say not_ready until they are in).
+    """
     settings = settings or Settings()
     metrics = ServiceMetrics()
+    epochs = ReaderEpochs()
+    lifespan = partial(
+        _lifespan, settings=settings, metrics=metrics, epochs=epochs, background=load_in_background
+    )
     app = FastAPI(
         title="visionserve",
         summary="Batched image classification, object detection and segmentation over HTTP.",
         version="0.1.0",
-        lifespan=partial(_lifespan, settings=settings, metrics=metrics),
+        lifespan=lifespan,
         dependencies=[Depends(reject_unknown_query)],
         # Served by app.api.docs from local files, optionally behind the API key.
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
     )
+    # Every request is counted until it answers, so a reload stops old models only after.
+    app.add_middleware(ModelReadersMiddleware, epochs=epochs)
     # Added last = outermost: the context sees every answer, the guard's refusals included.
     app.add_middleware(
         BodyGuardMiddleware, limits=_body_limits(settings), release_memory=release_free_memory
@@ -82,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         segment.router,
         galleries.router,
         models.router,
+        admin.router,
         health.router,
     )
     for router in routers:
@@ -111,15 +137,24 @@ def _body_limits(settings: Settings) -> BodyLimits:
     )
 
 
+def create_listening_app() -> FastAPI:
+    """What `python -m app` serves: listening at once while the models load behind it."""
+    return create_app(load_in_background=True)
+
+
 @asynccontextmanager
 async def _lifespan(
-    app: FastAPI, settings: Settings, metrics: ServiceMetrics
+    app: FastAPI,
+    settings: Settings,
+    metrics: ServiceMetrics,
+    epochs: ReaderEpochs,
+    background: bool,
 ) -> AsyncIterator[Mapping[str, object]]:
     configure_logging(settings.log_format, settings.log_level)  # also in worker processes
     tune_allocator()
-    threads = plan_runtime(settings)  # here: torch's thread settings belong to the main thread
-    registry = await anyio.to_thread.run_sync(partial(load_registry, settings, threads, metrics))
-    await anyio.to_thread.run_sync(registry.start)
+    plan = plan_runtime(settings)  # here: torch's thread settings belong to the main thread
+    reloader = model_reloader(settings, plan, metrics, epochs)
+    registry = reloader.registry
     limits = ImageLimits(
         max_bytes=settings.max_image_bytes,
         max_pixels=settings.max_image_pixels,
@@ -128,27 +163,51 @@ async def _lifespan(
     decode_threads = settings.decode_threads or available_cores()
     lifecycle = Lifecycle()
     store = await anyio.to_thread.run_sync(open_store, settings.gallery_dir, settings.gallery_url)
+    tasks: list[asyncio.Task[None]] = []
     # Pinned, so a decode thread never takes a lone batch's borrowed count (runtime/threads.py).
-    pin_decode_threads = partial(pin_intra_op_threads, threads.torch_threads)
+    pin_decode_threads = partial(pin_intra_op_threads, plan.torch_threads)
     with ThreadPoolExecutor(
         decode_threads, thread_name_prefix="decode", initializer=pin_decode_threads
     ) as pool:
         preparer = ImagePreparer(limits, pool)
+        galleries = gallery_services(settings, store, registry, preparer, metrics)
         app.state.services = AppState(
-            settings,
-            registry,
-            preparer,
-            metrics,
-            lifecycle,
-            gallery_services(settings, store, registry, preparer, metrics),
+            settings, registry, preparer, metrics, lifecycle, galleries, reloader=reloader
         )
-        logger.info("ready: %d model(s) on %s", len(registry.models), registry.device)
         logger.info("galleries in %s", store.location)
+        seen = await anyio.to_thread.run_sync(store_state, reloader)  # before loading it
+        if background:
+            tasks.append(asyncio.create_task(_load_in_background(reloader, lifecycle)))
+        else:
+            await load_models(reloader)
+        if settings.model_watch_s > 0:
+            watch = watch_store(reloader, settings.model_watch_s, seen)
+            tasks.append(asyncio.create_task(watch))
         try:
             yield {LIFECYCLE_KEY: lifecycle}  # the server flips it on SIGTERM
         finally:
-            registry.stop()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await anyio.to_thread.run_sync(registry.stop)
             store.close()
+
+
+async def load_models(reloader: ModelReloader) -> None:
+    """Load the store (off the event loop), then start serving it."""
+    registry = reloader.registry
+    await anyio.to_thread.run_sync(reloader.reload)
+    await anyio.to_thread.run_sync(registry.start)
+    logger.info("ready: %d model(s) on %s", len(registry.models), registry.device)
+
+
+async def _load_in_background(reloader: ModelReloader, lifecycle: Lifecycle) -> None:
+    try:
+        await load_models(reloader)
+    except ModelLoadError as error:
+        # What a failed start-up would have said; the server exits on it (app/server/runner.py).
+        logger.error("start-up failed: %s", error)
+        lifecycle.failed = str(error)
 
 
 def gallery_services(
@@ -207,45 +266,56 @@ def plan_runtime(settings: Settings) -> RuntimePlan:
     )
 
 
+def model_reloader(
+    settings: Settings,
+    plan: RuntimePlan,
+    metrics: ServiceMetrics | None = None,
+    epochs: ReaderEpochs | None = None,
+    remeasure: bool = False,
+) -> ModelReloader:
+    """An empty registry and what loads the store into it, under `plan` (a bad key file raises)."""
+    policy = BatchPolicy(
+        max_batch_size=settings.max_batch_size,
+        max_wait_s=settings.max_batch_wait_ms / 1000,
+        queue_limit=settings.queue_limit,
+        threads=plan.inference_threads,
+        lone_threads=plan.lone_threads,
+        own_threads=plan.torch_threads,
+    )
+    tuning = TuningPolicy(
+        optimize_cpu=settings.optimize_cpu,
+        autotune_batch_size=settings.autotune_batch_size,
+        max_batch_size=settings.max_batch_size,
+        inference_threads=plan.inference_threads,
+        torch_threads=plan.torch_threads,
+        profile_dir=settings.tuning_dir,
+        remeasure=remeasure,
+    )
+    trusted = _trusted_keys(settings)
+    load = LoadPolicy(
+        model_dir=settings.model_dir,
+        device=plan.device,
+        batching=policy,
+        tuning=tuning,
+        trusted_keys=trusted,
+        model_keys=_model_keys(settings),
+        observe_batch=metrics.observe_batch if metrics else None,
+        retire_wait_s=settings.retire_wait_s,
+    )
+    registry = ModelRegistry(plan.device, trusted, epochs)
+    return ModelReloader(registry, load, metrics)
+
+
 def load_registry(
     settings: Settings,
     plan: RuntimePlan,
     metrics: ServiceMetrics | None = None,
     remeasure: bool = False,
 ) -> ModelRegistry:
-    """Every model of the store loaded, tuned and warmed up under `plan`."""
-    inference_threads, torch_threads = plan.inference_threads, plan.torch_threads
-    policy = BatchPolicy(
-        max_batch_size=settings.max_batch_size,
-        max_wait_s=settings.max_batch_wait_ms / 1000,
-        queue_limit=settings.queue_limit,
-        threads=inference_threads,
-        lone_threads=plan.lone_threads,
-        own_threads=torch_threads,
-    )
-    tuning = TuningPolicy(
-        optimize_cpu=settings.optimize_cpu,
-        autotune_batch_size=settings.autotune_batch_size,
-        max_batch_size=settings.max_batch_size,
-        inference_threads=inference_threads,
-        torch_threads=torch_threads,
-        profile_dir=settings.tuning_dir,
-        remeasure=remeasure,
-    )
-    observe = metrics.observe_batch if metrics else None
-    trusted = _trusted_keys(settings)
-    registry = ModelRegistry.from_store(
-        settings.model_dir,
-        plan.device,
-        policy,
-        tuning,
-        observe,
-        trusted_keys=trusted,
-        model_keys=_model_keys(settings),
-    )
-    if metrics is not None:
-        metrics.observe_store(registry)
-    return registry
+    """Every model of the store loaded, tuned and warmed up under `plan` (not yet started)."""
+    reloader = model_reloader(settings, plan, metrics, remeasure=remeasure)
+    reloader.reload()
+    return reloader.registry
 
 
 def _trusted_keys(settings: Settings) -> dict[str, TrustedKey]:

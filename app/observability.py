@@ -11,7 +11,9 @@ from app.request_context import current_request_id
 from app.runtime.batching import BatchRecord
 
 if TYPE_CHECKING:
-    from app.runtime.registry import ModelRegistry
+    from collections.abc import Sequence
+
+    from app.runtime.registry import RefusedModel, ServedModel
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -88,16 +90,28 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
-    def observe_store(self, registry: "ModelRegistry") -> None:
-        """Count the store's folders loaded and refused; the served versions as info."""
-        for served in registry.models:
+    def observe_loaded(
+        self, loaded: "Sequence[ServedModel]", refused: "Sequence[RefusedModel]"
+    ) -> None:
+        """Count folders loaded and refused (at start-up and each reload); info for the new."""
+        for served in loaded:
             card = served.card
             self.model_loads.labels(served.name, "loaded").inc()
             self.model_info.labels(served.name, card.version, card.task, served.loaded.sha256).set(
                 1
             )
-        for refused in registry.refused:
-            self.model_loads.labels(refused.folder, "refused").inc()
+        for item in refused:
+            self.model_loads.labels(item.folder, "refused").inc()
+
+    def observe_retired(self, models: "Sequence[ServedModel]") -> None:
+        """Drop the info of versions no longer served."""
+        for served in models:
+            card = served.card
+            labels = (served.name, card.version, card.task, served.loaded.sha256)
+            try:
+                self.model_info.remove(*labels)
+            except KeyError:  # never exported (loaded before metrics existed)
+                continue
 
     def observe_request(
         self, route: str, status: int, seconds: float, key_name: str | None = None

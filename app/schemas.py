@@ -184,6 +184,9 @@ class SegmentResponse(BaseModel):
 class ModelDescription(BaseModel):
     """A served model: its card, archive hash and where it runs."""
 
+    model: str = Field(description="name@version: this version, whatever the alias says")
+    default: bool = Field(description="whether a bare name means this version (its alias)")
+    folder: str = Field(description="the store folder it was loaded from")
     card: ModelCard
     sha256: str
     device: str
@@ -212,6 +215,9 @@ class RefusedModelDescription(BaseModel):
 
     folder: str
     reason: str
+    still_serving: str | None = Field(
+        default=None, description="name@version the folder served before and still serves"
+    )
 
 
 class ModelsResponse(BaseModel):
@@ -225,7 +231,11 @@ class ModelsResponse(BaseModel):
         description="whether a model must be signed by a trusted key to be served"
     )
     refused: list[RefusedModelDescription]
-    models: list[ModelDescription]
+    aliases: dict[str, str] = Field(
+        description="name -> pinned version (models/aliases.json or POST /admin/models/alias); "
+        "an unpinned name means its highest version"
+    )
+    models: list[ModelDescription] = Field(description="every version of every name")
 
 
 class HealthResponse(BaseModel):
@@ -356,3 +366,51 @@ class DeleteProductResponse(BaseModel):
     gallery: str
     product_id: str
     deleted_references: int
+
+
+# Admin: reloads and aliases (README "Operations: reload, versions, aliases, rollback").
+
+
+class ModelChangePublic(BaseModel):
+    """One store folder's outcome in a reload."""
+
+    folder: str
+    model: str | None = Field(description="name@version served from the folder now")
+    sha256: str | None
+    previous_model: str | None = Field(description="name@version it served before the reload")
+    previous_sha256: str | None
+
+
+class ReloadResponse(BaseModel):
+    """What a reload changed, by store folder; refused folders keep their old version serving."""
+
+    added: list[ModelChangePublic]
+    replaced: list[ModelChangePublic]
+    kept: list[ModelChangePublic] = Field(description="unchanged (same sha256), batcher kept")
+    removed: list[ModelChangePublic]
+    refused: list[RefusedModelDescription]
+    defaults: dict[str, str | None] = Field(
+        description="name -> name@version a bare name now means (null: pinned to a version "
+        "that is not served)"
+    )
+
+
+class AliasRequest(BaseModel):
+    """Point a name at one of its served versions (rollback), or back at the highest (null)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    version: str | None = Field(min_length=1)
+
+
+class AliasResponse(BaseModel):
+    """The alias in force, and whether it was saved in the store (to outlive a restart)."""
+
+    name: str
+    pinned: str | None = Field(description="the pinned version; null = the highest")
+    default: str = Field(description="name@version a bare name now means")
+    saved_to: str | None = Field(description="the aliases file written")
+    not_saved_reason: str | None = Field(
+        description="why the store could not keep it (read-only): it holds until restart"
+    )

@@ -1,6 +1,8 @@
 """Liveness, readiness and Prometheus metrics."""
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import StateDep
@@ -34,11 +36,22 @@ async def readyz(state: StateDep) -> HealthResponse:
     return HealthResponse(status=f"ready: {len(state.registry.models)} model(s)")
 
 
+async def get_started_state(request: Request) -> AppState:
+    """The app's state once the lifespan has begun, models loaded or not (metrics while loading)."""
+    state: AppState | None = getattr(request.app.state, "services", None)
+    if state is None:
+        raise NotReady("The service is starting.")
+    return state
+
+
 @metrics_router.get("/metrics", response_class=Response)
-async def metrics(state: StateDep) -> Response:
-    """Prometheus text exposition."""
-    for served in state.registry.models:
-        state.metrics.queue_depth.labels(served.name).set(served.batcher.waiting)
+async def metrics(state: Annotated[AppState, Depends(get_started_state)]) -> Response:
+    """Prometheus text exposition (also while models load)."""
+    waiting: dict[str, int] = {}
+    for served in state.registry.models:  # versions of one name share its label
+        waiting[served.name] = waiting.get(served.name, 0) + served.batcher.waiting
+    for name, count in waiting.items():
+        state.metrics.queue_depth.labels(name).set(count)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

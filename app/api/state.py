@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from app.config import Settings
 from app.observability import ServiceMetrics
 from app.runtime.registry import ModelRegistry
+from app.runtime.reload import ModelReloader
 from app.services.galleries import GalleryServices
 from app.services.uploads import ImagePreparer
 
@@ -17,6 +18,9 @@ class Lifecycle:
     """Set by the server on SIGTERM: /readyz turns 503 while requests are still answered."""
 
     draining: bool = False
+    # Set when models loading after the listener opened fail as a start-up would: the server
+    # then exits with start-up's status instead of serving 503 for ever.
+    failed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +33,4 @@ class AppState:
     metrics: ServiceMetrics
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     galleries: GalleryServices | None = None
+    reloader: ModelReloader | None = None  # admin reloads and aliases

@@ -19,6 +19,7 @@ from app.runtime.loader import LoadedModel
 from app.runtime.optimize import RuntimeChoice, choose_runtime, optimized_model
 from app.runtime.profile import ProfileKey, cpu_model, profile_path, read_profile, write_profile
 from app.runtime.segmentation import make_segment_runner, segment_warm_up_batch
+from app.runtime.store import served_ref
 from app.runtime.tuning import (
     BATCH_MARGIN,
     Comparison,
@@ -78,16 +79,21 @@ def tune_model(loaded: LoadedModel, policy: TuningPolicy) -> tuple[LoadedModel, 
     key = profile_key(loaded, policy)
     stored = None
     if policy.decides and not policy.remeasure:
-        stored = read_profile(policy.profile_dir, loaded.card.name, key)
+        stored = read_profile(policy.profile_dir, profile_name(loaded.card), key)
     if stored is not None:
         model, tuning = _apply_profile(loaded, stored, policy)
     else:
         model, tuning = _measure(loaded, policy)
         if policy.decides:
-            path = write_profile(policy.profile_dir, loaded.card.name, key, tuning)
+            path = write_profile(policy.profile_dir, profile_name(loaded.card), key, tuning)
             tuning = dataclasses.replace(tuning, profile=str(path) if path else None)
     _log(loaded.card.name, tuning)
     return model, tuning
+
+
+def profile_name(card: ModelCard) -> str:
+    """A profile per version (`name@version`): versions served side by side keep their own."""
+    return served_ref(card)
 
 
 def profile_key(loaded: LoadedModel, policy: TuningPolicy) -> ProfileKey:
@@ -108,7 +114,7 @@ def profile_key(loaded: LoadedModel, policy: TuningPolicy) -> ProfileKey:
 def _apply_profile(
     loaded: LoadedModel, stored: Tuning, policy: TuningPolicy
 ) -> tuple[LoadedModel, Tuning]:
-    path = str(profile_path(policy.profile_dir, loaded.card.name))
+    path = str(profile_path(policy.profile_dir, profile_name(loaded.card)))
     tuning = dataclasses.replace(stored, source="profile", profile=path)
     model = loaded
     if stored.runtime == "oneDNN":

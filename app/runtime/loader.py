@@ -28,6 +28,7 @@ from app.runtime.encryption import (
     decrypt_archive,
 )
 from app.runtime.signing import NOT_CHECKED, SignatureCheck, TrustedKey, verify_model
+from app.runtime.store import check_folder_name
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +78,7 @@ def load_model(
         )
     module, embedded, references = _load_archive(model_path, archive, device)
     _check_cards_agree(directory, stored, embedded)
-    if embedded.name != directory.name:
-        raise ModelLoadError(
-            f"{directory}: the folder name must equal the card's name {embedded.name!r}"
-        )
+    check_folder_name(directory, embedded)  # models/<name>/ or models/<name>@<version>/
     return LoadedModel(
         card=embedded,
         module=module,

@@ -116,6 +116,16 @@ def add_key(
     return key
 
 
+def write_known_key(path: Path, name: str, key: str, scopes: Sequence[Scope]) -> None:
+    """A key file holding one key chosen by the caller (tests and benchmarks; operators use
+    `add_key`, which draws the key at random)."""
+    digest = digest_key(key)
+    entry = KeyEntry(
+        name=name, salt=digest.salt.hex(), sha256=digest.sha256.hex(), scopes=tuple(scopes)
+    )
+    _write(path, KeyFile(keys=(entry,)))
+
+
 def remove_key(path: Path, name: str) -> None:
     """Remove the key named `name`; it stops working when the service next reads the file."""
     current = read_key_file(path)

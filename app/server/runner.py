@@ -28,6 +28,7 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.drain_s = drain_s
         self._exit_at: float | None = None
+        self.failed: str | None = None  # the models failed to load after the listener opened
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._exit_at is not None or not self.started:
@@ -40,6 +41,9 @@ class DrainingServer(uvicorn.Server):
             lifecycle.draining = True
 
     async def on_tick(self, counter: int) -> bool:
+        lifecycle = self.lifespan.state.get(LIFECYCLE_KEY)
+        if isinstance(lifecycle, Lifecycle) and lifecycle.failed and not self.should_exit:
+            self.failed, self.should_exit = lifecycle.failed, True  # as a failed start-up
         if self._exit_at is not None and not self.should_exit:
             if counter % 10 == 0:
                 logger.info("draining: not ready, listener open until the drain ends")
@@ -50,7 +54,7 @@ class DrainingServer(uvicorn.Server):
 def uvicorn_config(settings: Settings, app: ASGIApp | None = None) -> uvicorn.Config:
     """uvicorn's config: our protocol and limits; the app given, or one from `create_app`."""
     return uvicorn.Config(
-        app or "app.main:create_app",
+        app or "app.main:create_listening_app",
         factory=app is None,
         host=settings.host,
         port=settings.port,
@@ -92,7 +96,7 @@ def serve(settings: Settings) -> int:
         return 0
     server = DrainingServer(config, settings.shutdown_drain_s)
     server.run()
-    return 0 if server.started else 3
+    return 0 if server.started and server.failed is None else 3
 
 
 def raise_open_file_limit() -> None:

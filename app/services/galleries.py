@@ -92,7 +92,9 @@ def embedding_model(registry: ModelRegistry, name: str) -> ServedModel:
 
 def bound_model(services: GalleryServices, record: GalleryRecord) -> ServedModel:
     """The gallery's model; 409 when its archive is no longer the one the gallery was built with."""
-    served = embedding_model(services.registry, record.model)
+    # The version built with, if still served beside newer ones; else the default version (409).
+    ref = services.registry.ref_for_sha256(record.model, record.model_sha256)
+    served = embedding_model(services.registry, ref)
     if served.loaded.sha256 != record.model_sha256:
         raise GalleryConflict(
             f"Gallery {record.name!r} was built with {record.model!r} sha256 "

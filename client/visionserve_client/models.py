@@ -7,6 +7,40 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel
 
 
+class Version(RootModel[str]):
+    root: Annotated[str, Field(min_length=1, title="Version")]
+
+
+class AliasRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    name: Annotated[str, Field(pattern="^[a-z0-9][a-z0-9._-]{0,63}$", title="Name")]
+    version: Annotated[Version | None, Field(title="Version")]
+
+
+class AliasResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    default: Annotated[
+        str, Field(description="name@version a bare name now means", title="Default")
+    ]
+    name: Annotated[str, Field(title="Name")]
+    not_saved_reason: Annotated[
+        str | None,
+        Field(
+            description="why the store could not keep it (read-only): it holds until restart",
+            title="Not Saved Reason",
+        ),
+    ]
+    pinned: Annotated[
+        str | None,
+        Field(description="the pinned version; null = the highest", title="Pinned"),
+    ]
+    saved_to: Annotated[str | None, Field(description="the aliases file written", title="Saved To")]
+
+
 class Box(BaseModel):
     model_config = ConfigDict(
         extra="ignore",
@@ -243,6 +277,26 @@ class EmbeddingDim(RootModel[int]):
     root: Annotated[int, Field(ge=1, title="Embedding Dim")]
 
 
+class ModelChangePublic(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    folder: Annotated[str, Field(title="Folder")]
+    model: Annotated[
+        str | None,
+        Field(description="name@version served from the folder now", title="Model"),
+    ]
+    previous_model: Annotated[
+        str | None,
+        Field(
+            description="name@version it served before the reload",
+            title="Previous Model",
+        ),
+    ]
+    previous_sha256: Annotated[str | None, Field(title="Previous Sha256")]
+    sha256: Annotated[str | None, Field(title="Sha256")]
+
+
 class ModelRef(BaseModel):
     model_config = ConfigDict(
         extra="ignore",
@@ -358,6 +412,34 @@ class RefusedModelDescription(BaseModel):
     )
     folder: Annotated[str, Field(title="Folder")]
     reason: Annotated[str, Field(title="Reason")]
+    still_serving: Annotated[
+        str | None,
+        Field(
+            description="name@version the folder served before and still serves",
+            title="Still Serving",
+        ),
+    ] = None
+
+
+class ReloadResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    added: Annotated[list[ModelChangePublic], Field(title="Added")]
+    defaults: Annotated[
+        dict[str, str | None],
+        Field(
+            description="name -> name@version a bare name now means (null: pinned to a version that is not served)",
+            title="Defaults",
+        ),
+    ]
+    kept: Annotated[
+        list[ModelChangePublic],
+        Field(description="unchanged (same sha256), batcher kept", title="Kept"),
+    ]
+    refused: Annotated[list[RefusedModelDescription], Field(title="Refused")]
+    removed: Annotated[list[ModelChangePublic], Field(title="Removed")]
+    replaced: Annotated[list[ModelChangePublic], Field(title="Replaced")]
 
 
 class RleClassMaskPublic(BaseModel):
@@ -710,8 +792,23 @@ class ModelDescription(BaseModel):
         ),
     ]
     card: ModelCard
+    default: Annotated[
+        bool,
+        Field(
+            description="whether a bare name means this version (its alias)",
+            title="Default",
+        ),
+    ]
     device: Annotated[str, Field(title="Device")]
+    folder: Annotated[str, Field(description="the store folder it was loaded from", title="Folder")]
     max_batch_size: Annotated[int, Field(title="Max Batch Size")]
+    model: Annotated[
+        str,
+        Field(
+            description="name@version: this version, whatever the alias says",
+            title="Model",
+        ),
+    ]
     sha256: Annotated[str, Field(title="Sha256")]
     signature: SignatureDescription
     tuning: Annotated[
@@ -737,11 +834,21 @@ class ModelsResponse(BaseModel):
     model_config = ConfigDict(
         extra="ignore",
     )
+    aliases: Annotated[
+        dict[str, str],
+        Field(
+            description="name -> pinned version (models/aliases.json or POST /admin/models/alias); an unpinned name means its highest version",
+            title="Aliases",
+        ),
+    ]
     default_classifier: Annotated[str, Field(title="Default Classifier")]
     default_detector: Annotated[str, Field(title="Default Detector")]
     default_segmenter: Annotated[str, Field(title="Default Segmenter")]
     device: Annotated[str, Field(title="Device")]
-    models: Annotated[list[ModelDescription], Field(title="Models")]
+    models: Annotated[
+        list[ModelDescription],
+        Field(description="every version of every name", title="Models"),
+    ]
     refused: Annotated[list[RefusedModelDescription], Field(title="Refused")]
     signatures_checked: Annotated[
         bool,

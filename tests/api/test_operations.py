@@ -119,7 +119,7 @@ def test_batch_size_is_tuned_at_warm_up(settings: Settings) -> None:
         tuning = model["tuning"]
         assert tuning["batch_size"] == model["max_batch_size"]
         assert tuning["source"] in ("measured", "profile")
-        assert tuning["profile"].endswith(f"{model['card']['name']}.json")
+        assert tuning["profile"].endswith(f"{model['model']}.json")
         trial = tuning["batch_trial"]
         assert str(tuning["batch_size"]) == trial["chosen"]
         assert set(trial["relative_cost"]) == set(trial["ms_per_image"])

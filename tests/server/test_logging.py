@@ -30,7 +30,8 @@ def test_every_line_is_json_and_each_request_has_an_access_line(
     with log.open("wb") as stderr:
         process = subprocess.Popen([sys.executable, "-m", "app"], env=env, stderr=stderr)
         try:
-            ready = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            # /models answers once the models are in (/healthz already while they load)
+            ready = b"GET /models HTTP/1.1\r\nHost: x\r\nX-API-Key: k1\r\nConnection: close\r\n\r\n"
             deadline = time.monotonic() + 120
             while answer_status(port, ready) != "200":
                 assert process.poll() is None and time.monotonic() < deadline

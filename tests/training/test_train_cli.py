@@ -87,3 +87,18 @@ def test_an_existing_model_is_replaced_only_with_overwrite(tmp_path: Path) -> No
     fresh = dataclasses.replace(config, name="boots")
     assert claim_store_name(fresh) == fresh
     assert claim_store_name(dataclasses.replace(config, export=False)).model_version == "1.0.0"
+
+
+def test_versions_side_by_side_are_never_claimed_twice(tmp_path: Path) -> None:
+    store = tmp_path / "models"
+    card = json.loads((ROOT / "models" / "fashion-products" / "card.json").read_text())
+    for version in ("1.0.0", "1.3.0"):
+        folder = store / f"shoes@{version}"
+        folder.mkdir(parents=True)
+        (folder / "card.json").write_text(json.dumps(card | {"name": "shoes", "version": version}))
+    config = TrainConfig(data="d", name="shoes", store=store)  # version 1.0.0: held beside
+    with pytest.raises(ConfigError, match=r"shoes@1.0.0 already holds shoes 1.0.0"):
+        claim_store_name(config)
+    assert claim_store_name(dataclasses.replace(config, overwrite=True)).model_version == "1.3.1"
+    newer = dataclasses.replace(config, model_version="2.0.0")
+    assert claim_store_name(newer) == newer  # a new version: models/shoes/ beside the others

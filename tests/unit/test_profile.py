@@ -115,7 +115,7 @@ def test_the_first_start_measures_and_later_starts_use_the_profile(
     loaded = tiny(model_store)
     _, first = tune_model(loaded, policy(tmp_path))
     assert first.source == "measured"
-    assert first.profile == str(tmp_path / f"{TINY_MODEL}.json")
+    assert first.profile == str(tmp_path / f"{TINY_MODEL}@0.0.1.json")
     assert first.batch_trial is not None
     assert set(first.batch_trial.relative_cost) == {"1", "2", "4"}
     served, second = tune_model(loaded, policy(tmp_path))
@@ -135,7 +135,7 @@ def test_a_changed_setting_or_tune_command_measures_again(
     _, again = tune_model(loaded, policy(tmp_path, max_batch_size=2, remeasure=True))
     assert again.source == "measured"
     stored = read_profile(
-        tmp_path, TINY_MODEL, profile_key(loaded, policy(tmp_path, max_batch_size=2))
+        tmp_path, f"{TINY_MODEL}@0.0.1", profile_key(loaded, policy(tmp_path, max_batch_size=2))
     )
     assert stored is not None
 

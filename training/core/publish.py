@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from app.runtime.card import CARD_FILENAME, parse_stored_card
+from app.runtime.store import VERSION_SEPARATOR, version_key
 from training.core.checkpoint import LAST
 from training.core.config import ConfigError, RunConfig
 from training.core.report import METRICS_JSON
@@ -20,22 +21,41 @@ ConfigT = TypeVar("ConfigT", bound=RunConfig)
 def claim_store_name(config: ConfigT) -> ConfigT:
     """Refuse to replace models/<name> unless --overwrite; then give the new card a newer version.
 
+    Versions served side by side (`models/<name>@<version>/`) count too: the new version is
+    never one the store already holds, so no two folders claim one name and version.
     Checked before training, so hours of work never end in a silent overwrite or a refusal.
     """
     directory = config.store / config.model_name
-    if not config.export or not directory.exists():
+    if not config.export:
+        return config
+    versions = stored_versions(config.store, config.model_name)
+    highest = max(versions, key=version_key) if versions else None
+    if not directory.exists() and config.model_version not in versions:
         return config
     card_file = directory / CARD_FILENAME
     existing = parse_stored_card(card_file.read_text()).version if card_file.is_file() else None
-    version = next_version(existing, config.model_version)
+    version = next_version(highest or existing, config.model_version)
     if not config.overwrite:
+        holder = directory if directory.exists() else config.store / versions[config.model_version]
+        held = existing if directory.exists() else config.model_version
         raise ConfigError(
-            f"{directory} already holds {config.model_name} {existing or '(no card)'}; pass "
+            f"{holder} already holds {config.model_name} {held or '(no card)'}; pass "
             f"--overwrite to replace it (as version {version}), or choose another --name"
         )
     if version != config.model_version:
         logger.info("replacing %s %s with version %s", config.model_name, existing, version)
     return dataclasses.replace(config, model_version=version)
+
+
+def stored_versions(store: Path, name: str) -> dict[str, str]:
+    """Every version of `name` in the store (`<name>/` and `<name>@<version>/`): its folder."""
+    folders = [store / name, *sorted(store.glob(f"{name}{VERSION_SEPARATOR}*"))]
+    versions = {}
+    for folder in folders:
+        card_file = folder / CARD_FILENAME
+        if card_file.is_file():
+            versions[parse_stored_card(card_file.read_text()).version] = folder.name
+    return versions
 
 
 def next_version(existing: str | None, wanted: str) -> str:

@@ -1,0 +1,18 @@
+"""`python -m app` listens while models load, and a load that fails still fails the start-up."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.server.test_shutdown import free_port
+
+
+def test_a_store_that_cannot_be_served_exits_with_start_ups_status(tmp_path: Path) -> None:
+    env = {**os.environ, "VISION_MODEL_DIR": str(tmp_path), "VISION_PORT": str(free_port())}
+    finished = subprocess.run(
+        [sys.executable, "-m", "app"], env=env, capture_output=True, timeout=180, check=False
+    )
+    assert finished.returncode == 3
+    assert b"start-up failed" in finished.stderr
+    assert b"holds no servable model folders" in finished.stderr
