@@ -6,8 +6,11 @@ then uvicorn's shutdown answers every accepted request and the process exits 0. 
 signal skips the rest of the drain.
 """
 
+import asyncio
 import logging
+import os
 import resource
+import socket
 import time
 from types import FrameType
 
@@ -49,6 +52,50 @@ class DrainingServer(uvicorn.Server):
                 logger.info("draining: not ready, listener open until the drain ends")
             self.should_exit = time.monotonic() >= self._exit_at
         return await super().on_tick(counter)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Connections the kernel completed but the loop has not accepted yet sit in the
+        # listener's backlog; closing the listener would reset them. Accept them first, so
+        # uvicorn's shutdown treats them like every open connection (a short grace for the
+        # request on its way, then an answer).
+        if self._exit_at is not None:
+            await self._adopt_backlog()
+        await super().shutdown(sockets)
+
+    async def _adopt_backlog(self) -> None:
+        loop = asyncio.get_running_loop()
+        config = self.config
+
+        def create_protocol() -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state
+            )
+
+        adopted = 0
+        for server in self.servers:
+            for listener in server.sockets:
+                for connection in _pending_connections(listener.fileno()):
+                    await loop.connect_accepted_socket(create_protocol, connection)
+                    adopted += 1
+        if adopted:
+            logger.info("accepted %d connection(s) waiting in the backlog before closing", adopted)
+
+
+def _pending_connections(listener_fd: int) -> list[socket.socket]:
+    """Every connection waiting in the backlog of the listening socket `listener_fd`."""
+    listener = socket.socket(fileno=os.dup(listener_fd))  # our own handle: closing it is safe
+    listener.setblocking(False)
+    accepted: list[socket.socket] = []
+    try:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return accepted
+            connection.setblocking(False)
+            accepted.append(connection)
+    finally:
+        listener.close()
 
 
 def uvicorn_config(settings: Settings, app: ASGIApp | None = None) -> uvicorn.Config:

@@ -320,13 +320,15 @@ def test_a_malformed_aliases_file_refuses_the_reload(admin: TestClient, store: P
 def test_a_gallery_stays_on_the_version_it_was_built_with(tmp_path: Path) -> None:
     store = tmp_path / "models"
     export_embedders(store)
+    key_file = tmp_path / "keys.json"
+    write_known_key(key_file, "ops", KEY, SCOPES)
     settings = Settings(
         model_dir=store,
         gallery_dir=tmp_path / "galleries",
         default_classifier=EMBEDDER,
         autotune_batch_size=False,
         optimize_cpu=False,
-        api_keys=frozenset({KEY}),
+        api_keys_file=key_file,
     )
     red = [("image", ("red.png", solid(RED), "image/png"))]
     with TestClient(create_app(settings), headers=ADMIN) as client:
@@ -341,7 +343,7 @@ def test_a_gallery_stays_on_the_version_it_was_built_with(tmp_path: Path) -> Non
         )
         exported = export_model(embedder(), card, tmp_path / "staging")
         shutil.move(exported, store / f"{EMBEDDER}@0.0.2")
-        client.post("/admin/models/reload")
+        assert client.post("/admin/models/reload").status_code == 200
         assert answered_by(client) == "0.0.2"  # the name now means the new version
         answer = client.post("/galleries/shop/match", files=red)
         assert answer.status_code == 200, answer.text
