@@ -12,8 +12,9 @@ from training.classification.modules import (
     exported_classifier,
     outputs_of,
 )
+from training.classification.quantize import quantized_classifier
 from training.core.export import export_model, framework_versions
-from training.core.quantize import BACKEND, SCHEME, quantize_int8
+from training.core.quantize import BACKEND, SCHEME
 
 TINY_FP32 = "tiny-fashion"
 TINY_INT8 = "tiny-fashion-int8"
@@ -94,7 +95,7 @@ def int8_spec() -> QuantizationSpec:
 def export_tiny_int8(store: Path, name: str = TINY_INT8) -> Path:
     """The int8 form through the real exporter (its parity check against the int8 module)."""
     fp32 = tiny_fp32_module()
-    int8 = quantize_int8(fp32, calibration_batches(), float_modules=("head",))
+    int8 = quantized_classifier(fp32, calibration_batches())
     card = tiny_fp32_card(fp32, name).model_copy(
         update={"precision": "int8", "quantization": int8_spec()}
     )

@@ -19,7 +19,7 @@ from tests.quantized import (
     tiny_fp32_module,
 )
 from training.classification.artifact import evaluate_artifact
-from training.classification.quantize import INT8_PARITY_ATOL
+from training.classification.quantize import INT8_PARITY_ATOL, quantized_classifier
 from training.cli import main
 from training.core.export import parity_inputs
 from training.core.quantize import QuantizationError, quantize_int8
@@ -99,7 +99,7 @@ def test_the_int8_archive_matches_its_int8_reference_within_the_tolerance(
     tmp_path: Path,
 ) -> None:
     loaded = load_model(export_tiny_int8(tmp_path), CPU)
-    reference = quantize_int8(tiny_fp32_module(), calibration_batches(), float_modules=("head",))
+    reference = quantized_classifier(tiny_fp32_module(), calibration_batches())
     images = parity_inputs(loaded.card)
     assert isinstance(images, torch.Tensor)
     with torch.inference_mode():

@@ -16,8 +16,8 @@ from tests.quantized import (
     tiny_fp32_card,
     tiny_fp32_module,
 )
+from training.classification.quantize import quantized_classifier
 from training.core.export import export_model
-from training.core.quantize import quantize_int8
 
 CPU = torch.device("cpu")
 
@@ -45,7 +45,7 @@ def test_an_int8_card_on_an_fp32_archive_is_refused(tmp_path: Path) -> None:
 
 def test_an_fp32_card_on_an_int8_archive_is_refused(tmp_path: Path) -> None:
     fp32 = tiny_fp32_module()
-    int8 = quantize_int8(fp32, calibration_batches(), float_modules=("head",))
+    int8 = quantized_classifier(fp32, calibration_batches())
     directory = export_model(int8, tiny_fp32_card(fp32, "claims-fp32"), tmp_path, atol=1e-2)
     with pytest.raises(ModelLoadError, match=r"card says fp32, the archive runs quantized \(int8"):
         load_model(directory, CPU)

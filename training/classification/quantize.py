@@ -8,6 +8,7 @@ through the exporter's parity check against the int8 module it was scripted from
 records the precision, the calibration images and both top-1s.
 """
 
+import copy
 import dataclasses
 import logging
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from training.classification.metrics import (
 )
 from training.classification.models import SMALL_CNNS, build_classifier, last_linear_name
 from training.classification.modules import (
+    ExplainingClassifier,
     ExportedClassifier,
     NormalizedClassifier,
     exported_classifier,
@@ -96,7 +98,7 @@ def export_int8(request: QuantizeRequest) -> Path:
         raise ConfigError(f"{request.store / name} exists; remove it or choose another --name")
     eager = eager_classifier(loaded)
     calibration_name, calibration = _calibration_batches(request, loaded, source)
-    int8 = quantize_int8(eager, calibration, float_modules=("head",))
+    int8 = quantized_classifier(eager, calibration)
     comparison = compare(loaded, int8, source, request)
     logger.info(
         "%s top-1: fp32 %.4f, int8 %.4f (%.2f points lost; bound %.2f), agreement %.4f",
@@ -128,6 +130,21 @@ def export_int8(request: QuantizeRequest) -> Path:
     )
     int8_card = quantized_card(card, name, spec, comparison)
     return export_model(int8, int8_card, request.store, atol=INT8_PARITY_ATOL)
+
+
+def quantized_classifier(
+    eager: ExportedClassifier, calibration: list[torch.Tensor]
+) -> ExportedClassifier:
+    """`eager` with its convolutional trunk in int8, observed on the calibration uint8 batches.
+
+    The uint8 -> float normalisation (per channel), the pooling, the head and the activation
+    maps stay fp32: they are a sliver of the work, and the head's weight is read directly.
+    """
+    name = "trunk" if isinstance(eager, ExplainingClassifier) else "features"
+    normalised = [batch.float() * eager.scale + eager.shift for batch in calibration]
+    int8 = copy.deepcopy(eager)
+    int8.set_submodule(name, quantize_int8(eager.get_submodule(name), normalised))
+    return int8.eval()
 
 
 def eager_classifier(loaded: LoadedModel) -> ExportedClassifier:
