@@ -54,6 +54,8 @@ def tiny_fp32_card(module: ExportedClassifier, name: str = TINY_FP32) -> ModelCa
         ),
         outputs=outputs_of(module),
         embedding_dim=module.embedding_dim,
+        # How `train` would have split a folder: int8 calibration and `calibrate` re-draw it.
+        training={"recipe": {"val_fraction": 0.1, "test_fraction": 0.1, "seed": 0}},
     )
 
 

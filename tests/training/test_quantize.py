@@ -18,6 +18,7 @@ from tests.quantized import (
     export_tiny_int8,
     tiny_fp32_module,
 )
+from tests.training.helpers import write_folder
 from training.classification.artifact import evaluate_artifact
 from training.classification.quantize import INT8_PARITY_ATOL, quantized_classifier
 from training.cli import main
@@ -114,3 +115,25 @@ def test_the_int8_archive_matches_its_int8_reference_within_the_tolerance(
 def test_quantizing_without_calibration_images_is_refused() -> None:
     with pytest.raises(QuantizationError, match="no calibration images"):
         quantize_int8(tiny_fp32_module(), [])
+
+
+@pytest.fixture(scope="module")
+def larger_folder(tmp_path_factory: pytest.TempPathFactory, fashion_folder: Path) -> Path:
+    """train/ 40, val/ 60, test/ 15 real images per class: enough held-out images to calibrate."""
+    root = tmp_path_factory.mktemp("int8-calibration-folder")
+    write_folder(root / "train", "train", 40)
+    write_folder(root / "val", "train", 60, offset=40)
+    write_folder(root / "test", "test", 15)
+    return root
+
+
+def test_decisions_are_refitted_on_the_int8_outputs(fp32_store: Path, larger_folder: Path) -> None:
+    name = "refit-int8"
+    export = quantize_args(fp32_store, larger_folder, "--max-accuracy-loss", "100")
+    assert main([*export, "--name", name]) == 0
+    calibrate = ["calibrate", "--model", str(fp32_store / name), "--data", str(larger_folder)]
+    assert main([*calibrate, "--workers", "0", "--no-progress"]) == 0
+    loaded = load_model(fp32_store / name, CPU)
+    assert loaded.card.precision == "int8" and loaded.card.quantization is not None
+    assert loaded.card.calibration is not None
+    assert loaded.card.calibration.images == 240
