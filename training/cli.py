@@ -22,10 +22,15 @@ from app.runtime.signing import (
     sign_model,
 )
 from training.classification.calibrate import DEFAULT_REFERENCES
-from training.classification.cli import calibrate_classifier, export_pretrained
+from training.classification.cli import (
+    calibrate_classifier,
+    export_pretrained,
+    export_quantized,
+)
 from training.core.checkpoint import BEST, is_checkpoint_file, load_checkpoint
 from training.core.config import ConfigError
 from training.core.datacheck import DatasetError
+from training.core.quantize import QuantizationError
 from training.core.report import METRICS_JSON
 from training.core.weights import install_offline_weights
 from training.galleries import cli as galleries_cli
@@ -59,7 +64,14 @@ def _guarded(command: Callable[[], int]) -> int:
     """Run a subcommand; data and option problems exit 2 with the message, not a traceback."""
     try:
         return command()
-    except (DatasetError, ConfigError, KeyFileError, EncryptionError, FileNotFoundError) as error:
+    except (
+        DatasetError,
+        ConfigError,
+        KeyFileError,
+        EncryptionError,
+        FileNotFoundError,
+        QuantizationError,
+    ) as error:
         logger.error("%s", error)
         return 2
 
@@ -163,6 +175,20 @@ def _add_export(parser: argparse.ArgumentParser) -> None:
     add("--name", help="model name in the store (default for a run's best.pt: the run's)")
     add("--model-version", help="the card's version (default 1.0.0, or the run's)")
     add("--out", type=Path, default=Path("models"), help="the model store")
+    group = parser.add_argument_group("int8 (a copy of an exported fp32 classifier)")
+    add = group.add_argument
+    add("--model", type=Path, help="models/<name>: the fp32 classifier to quantize")
+    add("--quantize", choices=["int8"], help="static post-training quantization (CPU)")
+    add("--data", help="its data: DIR or builtin:NAME (default: the card's recipe)")
+    add("--calibration-images", type=int, default=1024, help="from the training split")
+    add(
+        "--max-accuracy-loss",
+        type=float,
+        default=1.0,
+        help="refuse when held-out top-1 drops more than this many points (default 1.0)",
+    )
+    add("--batch-size", type=int, default=256)
+    add("--workers", type=int, default=2)
 
 
 def _sign(args: argparse.Namespace) -> int:
@@ -216,6 +242,8 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.quantize is not None or args.model is not None:
+        return export_quantized(args)
     weights = Path(args.weights)
     if weights.is_file() and is_checkpoint_file(weights):
         return _export_checkpoint(args, weights)

@@ -26,6 +26,8 @@ CLASSIFIER_OUTPUTS: tuple[tuple[ClassifierOutput, ...], ...] = (
     ("logits", "embedding", "embedding_map", "class_map"),
 )
 OpenSetMethod = Literal["msp", "energy", "knn"]
+# The numeric precision of the archive's weights and activations (int8: static quantization).
+Precision = Literal["fp32", "int8"]
 # Masks are 8-bit PNGs of class ids.
 MAX_SEGMENT_CLASSES = 256
 
@@ -170,6 +172,27 @@ class SimilaritySpec(_Strict):
     note: str = ""
 
 
+class QuantizationSpec(_Strict):
+    """How an int8 archive was made from its fp32 model and what it cost, measured on real data.
+
+    Weights are int8 per output channel, activations uint8 per tensor with ranges observed on
+    `calibration_images` images of `calibration_data`. Accuracy is top-1 of the fp32 archive and
+    of this one on the same held-out images (`data`); `max_loss` is the bound export enforced.
+    """
+
+    scheme: str
+    backend: str
+    calibration_data: str
+    calibration_images: int = Field(ge=1)
+    reference_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="the fp32 archive")
+    data: str
+    images: int = Field(ge=1)
+    top1_fp32: float
+    top1_int8: float
+    agreement: float = Field(ge=0.0, le=1.0, description="share with the fp32 model's top-1")
+    max_loss: float = Field(description="the bound on top1_fp32 - top1_int8, in points")
+
+
 class ModelCard(_Strict):
     """Self-description embedded in model.pt and written beside it as card.json."""
 
@@ -190,6 +213,8 @@ class ModelCard(_Strict):
     embedding_dim: int | None = Field(default=None, ge=1)
     calibration: CalibrationSpec | None = None
     similarity: SimilaritySpec | None = None
+    precision: Precision = "fp32"
+    quantization: QuantizationSpec | None = None
 
     @model_validator(mode="after")
     def _task_fields_agree(self) -> "ModelCard":
@@ -198,6 +223,8 @@ class ModelCard(_Strict):
         if (self.task == "segment") != (self.segmentation is not None):
             raise ValueError("`segmentation` is required for segmenters and forbidden otherwise")
         self._check_outputs()
+        if (self.precision == "int8") != (self.quantization is not None):
+            raise ValueError("`quantization` is required for int8 models and forbidden otherwise")
         if self.segmentation is not None:
             self._check_segmenter(self.segmentation)
         fixed_size = self.input.crop_size is not None or self.input.resize_mode == "stretch"

@@ -78,6 +78,7 @@ def load_model(
         )
     module, embedded, references = _load_archive(model_path, archive, device)
     _check_cards_agree(directory, stored, embedded)
+    _check_precision(model_path, embedded, module, device)
     check_folder_name(directory, embedded)  # models/<name>/ or models/<name>@<version>/
     return LoadedModel(
         card=embedded,
@@ -190,6 +191,20 @@ def _references(
     if not isinstance(references, torch.Tensor) or tuple(references.shape) != expected:
         raise ModelLoadError(f"{model_path}: {REFERENCE_FILENAME} is not a {expected} tensor")
     return references.float()
+
+
+def _check_precision(
+    model_path: Path, card: ModelCard, module: torch.jit.ScriptModule, device: torch.device
+) -> None:
+    """The card's precision must be what the archive runs: quantized kernels exactly for int8."""
+    quantized = "quantized::" in str(module.inlined_graph)
+    if quantized != (card.precision == "int8"):
+        runs = "quantized (int8) kernels" if quantized else "no quantized kernels"
+        raise ModelLoadError(
+            f"{model_path}: the card says {card.precision}, the archive runs {runs}"
+        )
+    if quantized and device.type != "cpu":
+        raise ModelLoadError(f"{model_path}: int8 models run on the CPU only, not {device}")
 
 
 def _check_cards_agree(directory: Path, stored: StoredCard, embedded: ModelCard) -> None:

@@ -98,6 +98,9 @@ def optimized_model(loaded: LoadedModel) -> LoadedModel | str:
     """The model with its module optimised and checked against the original, or why not."""
     if loaded.device.type != "cpu" or loaded.card.task not in _OPTIMIZED_TASKS:
         return "oneDNN applies to classifiers and segmenters on CPU only"
+    if loaded.card.precision == "int8":
+        # The pass targets fp32 convolutions; int8 ones already run on fbgemm's kernels.
+        return "oneDNN applies to fp32 models; int8 runs its quantized kernels"
     probe = _probe_batch(loaded)
     try:
         with warnings.catch_warnings():

@@ -385,6 +385,44 @@ class ProductPublic(BaseModel):
     references: Annotated[int, Field(title="References")]
 
 
+class QuantizationSpec(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    agreement: Annotated[
+        float,
+        Field(
+            description="share with the fp32 model's top-1",
+            ge=0.0,
+            le=1.0,
+            title="Agreement",
+        ),
+    ]
+    backend: Annotated[str, Field(title="Backend")]
+    calibration_data: Annotated[str, Field(title="Calibration Data")]
+    calibration_images: Annotated[int, Field(ge=1, title="Calibration Images")]
+    data: Annotated[str, Field(title="Data")]
+    images: Annotated[int, Field(ge=1, title="Images")]
+    max_loss: Annotated[
+        float,
+        Field(
+            description="the bound on top1_fp32 - top1_int8, in points",
+            title="Max Loss",
+        ),
+    ]
+    reference_sha256: Annotated[
+        str,
+        Field(
+            description="the fp32 archive",
+            pattern="^[0-9a-f]{64}$",
+            title="Reference Sha256",
+        ),
+    ]
+    scheme: Annotated[str, Field(title="Scheme")]
+    top1_fp32: Annotated[float, Field(title="Top1 Fp32")]
+    top1_int8: Annotated[float, Field(title="Top1 Int8")]
+
+
 class ReadyResponse(BaseModel):
     model_config = ConfigDict(
         extra="ignore",
@@ -773,6 +811,8 @@ class ModelCard(BaseModel):
         list[Literal["logits", "embedding", "embedding_map", "class_map"]] | None,
         Field(title="Outputs"),
     ] = ["logits"]
+    precision: Annotated[Literal["fp32", "int8"] | None, Field(title="Precision")] = "fp32"
+    quantization: QuantizationSpec | None = None
     segmentation: SegmentationSpec | None = None
     similarity: SimilaritySpec | None = None
     task: Annotated[Literal["classify", "detect", "segment"], Field(title="Task")]

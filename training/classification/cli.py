@@ -30,6 +30,7 @@ from training.classification.modules import (
     exported_classifier,
     outputs_of,
 )
+from training.classification.quantize import QuantizeRequest, export_int8
 from training.core.config import ConfigError
 from training.core.export import export_model, framework_versions
 
@@ -132,6 +133,27 @@ def export_pretrained(args: argparse.Namespace) -> int:
         embedding_dim=module.embedding_dim,
     )
     directory = export_model(module, card, args.out)
+    logger.info("wrote %s", directory)
+    return 0
+
+
+def export_quantized(args: argparse.Namespace) -> int:
+    """`export --model models/NAME --quantize int8`: an int8 copy, measured against fp32."""
+    if args.model is None or args.quantize is None:
+        raise ConfigError("quantizing needs both --model models/NAME and --quantize int8")
+    if args.arch is not None or args.labels is not None:
+        raise ConfigError("--quantize takes its model from --model, not --arch/--labels")
+    request = QuantizeRequest(
+        model_dir=args.model,
+        data=args.data,
+        name=args.name,
+        store=args.out,
+        calibration_images=args.calibration_images,
+        max_accuracy_loss=args.max_accuracy_loss,
+        batch_size=args.batch_size,
+        workers=args.workers,
+    )
+    directory = export_int8(request)
     logger.info("wrote %s", directory)
     return 0
 

@@ -286,6 +286,8 @@ def _jit_notices_silenced() -> Iterator[None]:
     """TorchScript is our format (docs/architecture.md); its deprecation notices are known."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
+        # FX GraphModules (int8 models) hold empty annotated containers that TorchScript skips.
+        warnings.filterwarnings("ignore", "The TorchScript type system doesn't support instance")
         yield
 
 
