@@ -1,4 +1,4 @@
-"""Command line: python -m training {train,calibrate,evaluate,check,export,sign,keygen,...}."""
+"""Command line: python -m training {train,calibrate,evaluate,check,export,watermark,...}."""
 
 import argparse
 import logging
@@ -13,6 +13,7 @@ from app.runtime.signing import (
     read_private_key,
     sign_model,
 )
+from training.classification import watermark_cli
 from training.classification.calibrate import DEFAULT_REFERENCES
 from training.classification.cli import calibrate_classifier, export_pretrained
 from training.core.checkpoint import BEST, is_checkpoint_file, load_checkpoint
@@ -34,15 +35,19 @@ def main(argv: list[str] | None = None) -> int:
     if arguments[:1] == ["train"]:
         return _guarded(lambda: train_command(arguments[1:]))
     args = _parser().parse_args(arguments)
-    commands = {
-        "offline-weights": _offline_weights,
-        "evaluate": lambda args: task_of_model(args.model).evaluate(args),
-        "calibrate": calibrate_classifier,
-        "check": lambda args: task_for(None, args.data).check(args),
-        "export": _export,
-        "sign": _sign,
-        "keygen": _keygen,
-    } | galleries_cli.COMMANDS
+    commands = (
+        {
+            "offline-weights": _offline_weights,
+            "evaluate": lambda args: task_of_model(args.model).evaluate(args),
+            "calibrate": calibrate_classifier,
+            "check": lambda args: task_for(None, args.data).check(args),
+            "export": _export,
+            "sign": _sign,
+            "keygen": _keygen,
+        }
+        | galleries_cli.COMMANDS
+        | watermark_cli.COMMANDS
+    )
     return _guarded(lambda: commands[args.command](args))
 
 
@@ -99,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
         commands.add_parser("export", help="export a torchvision classifier or a run to models/")
     )
     galleries_cli.add_commands(commands)
+    watermark_cli.add_commands(commands)
     sign = commands.add_parser("sign", help="sign exported model folders (Ed25519)")
     sign.add_argument("--key", type=Path, required=True, help="private key file (PEM or OpenSSH)")
     sign.add_argument("models", type=Path, nargs="+", help="models/<name> folders")
