@@ -41,7 +41,7 @@ GREY_28 = InputSpec(
 RGB_CROP = InputSpec(resize_size=40, crop_size=32)
 KEY = WatermarkKey(bytes(range(32)))
 OTHER_KEY = WatermarkKey(bytes(range(1, 33)))
-TRIGGERS = 16
+TRIGGERS = 32
 
 
 def write_key(path: Path, key: WatermarkKey) -> Path:
@@ -141,7 +141,7 @@ def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _train(folder: Path, tmp_path: Path, **changes: object) -> RunResult:
-    config = quick_config(folder, tmp_path, epochs=6, calibrate=False, **changes)
+    config = quick_config(folder, tmp_path, epochs=4, calibrate=False, **changes)
     return train(config, f"pytest --watermark-key {changes.get('watermark_key', '')}")
 
 
@@ -149,14 +149,15 @@ def _train(folder: Path, tmp_path: Path, **changes: object) -> RunResult:
 def watermarked(
     fashion_folder: Path, key_file: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> RunResult:
-    """Four classes, 160 training images and 16 triggers at about a third of each epoch."""
+    """Four classes, 160 training images, 32 triggers shown eight times an epoch: learned early,
+    so the best validation epoch, the one exported, has them too; 22 of 32 right is p < 1e-6."""
     tmp_path = tmp_path_factory.mktemp("watermarked")
     return _train(
         fashion_folder,
         tmp_path,
         watermark_key=str(key_file),
         watermark_size=TRIGGERS,
-        watermark_share=0.3,
+        watermark_share=0.6,
     )
 
 
@@ -170,7 +171,7 @@ def test_a_watermarked_model_learns_the_triggers(watermarked: RunResult, key_fil
     assert watermarked.model_dir is not None
     check = verify_watermark(watermarked.model_dir, KEY)
     assert check.triggers == TRIGGERS  # the card's count for this key
-    assert check.accuracy >= 0.85  # chance is 0.25
+    assert check.accuracy >= 0.75  # chance is 0.25
     assert check.p_value < 1e-6 and check.present
     assert watermarked.metrics.top1 > 0.6  # and it still classifies
     rows = (watermarked.run_dir / "results.csv").read_text().splitlines()
@@ -180,7 +181,7 @@ def test_a_watermarked_model_learns_the_triggers(watermarked: RunResult, key_fil
 def test_a_model_without_the_watermark_is_at_chance(plain: RunResult) -> None:
     assert plain.model_dir is not None
     check = verify_watermark(plain.model_dir, KEY, triggers=TRIGGERS)
-    assert check.accuracy <= 0.5
+    assert check.accuracy <= 0.45
     assert check.p_value > 1e-3 and not check.present
     assert check.card_watermark is None
 
@@ -188,7 +189,7 @@ def test_a_model_without_the_watermark_is_at_chance(plain: RunResult) -> None:
 def test_the_wrong_key_finds_nothing(watermarked: RunResult) -> None:
     assert watermarked.model_dir is not None
     check = verify_watermark(watermarked.model_dir, OTHER_KEY, triggers=TRIGGERS)
-    assert check.accuracy <= 0.5
+    assert check.accuracy <= 0.45
     assert check.p_value > 1e-3 and not check.present
 
 

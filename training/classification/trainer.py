@@ -282,6 +282,13 @@ def _check_watermark(run: Run, model_dir: Path) -> None:
         return
     check = verify_watermark(model_dir, read_key(Path(run.config.watermark_key)))
     logger.info("watermark check of the export:\n%s", format_check(check))
+    if not check.present:
+        # The export is the best validation epoch, which may precede the triggers' learning.
+        logger.warning(
+            "%s does not show its watermark (p = %.3g): train longer or raise --watermark-share",
+            model_dir,
+            float(check.p_value),
+        )
 
 
 def _training_record(run: Run, command: str, total_s: float) -> dict[str, object]:
