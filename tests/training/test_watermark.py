@@ -1,5 +1,6 @@
 """The ownership watermark: keys, triggers, training with them, and verifying a suspect copy."""
 
+import dataclasses
 import json
 import math
 import stat
@@ -21,7 +22,12 @@ from training.classification.watermark import (
     trigger_label,
     trigger_set,
 )
-from training.classification.watermark_training import REDACTED_KEY, trigger_repeats
+from training.classification.watermark_training import (
+    KEY_ID_FIELD,
+    REDACTED_KEY,
+    run_triggers,
+    trigger_repeats,
+)
 from training.classification.watermark_verify import (
     binomial_p_value,
     binomial_tail,
@@ -29,6 +35,7 @@ from training.classification.watermark_verify import (
     verify_watermark,
 )
 from training.cli import main
+from training.core.checkpoint import Checkpoint, TrainState
 from training.core.config import ConfigError
 from training.train_cli import train_command
 
@@ -133,6 +140,27 @@ def test_other_tasks_refuse_the_watermark_by_name(arch: str, tmp_path: Path) -> 
     arguments = ["--data", str(tmp_path), "--arch", arch, "--watermark-key", "owner.key"]
     with pytest.raises(ConfigError, match="--watermark-key applies to classification training"):
         train_command(arguments)
+
+
+def test_a_resumed_run_keeps_its_key(key_file: Path, tmp_path: Path) -> None:
+    config = quick_config(tmp_path, tmp_path, watermark_key=str(key_file))
+    learned = Checkpoint(
+        model={},
+        optimizer={},
+        scaler={},
+        state=TrainState(),
+        config=config.to_dict(),
+        arch="smallcnn",
+        labels=("a", "b", "c", "d"),
+        input_spec=GREY_28.model_dump(mode="json"),
+        extra={KEY_ID_FIELD: OTHER_KEY.key_id},
+    )
+    # The key file at the run's path now holds another key than the one the run learned.
+    with pytest.raises(ConfigError, match="the resumed run learned key"):
+        run_triggers(config, GREY_28, 4, learned)
+    same = dataclasses.replace(learned, extra={KEY_ID_FIELD: KEY.key_id})
+    triggers = run_triggers(config, GREY_28, 4, same)
+    assert triggers is not None and triggers.key_id == KEY.key_id
 
 
 @pytest.fixture(scope="module")
