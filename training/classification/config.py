@@ -9,7 +9,7 @@ Balance = Literal["none", "weights", "sampler"]
 Augment = Literal["auto", "none", "small", "standard"]
 ColorMode = Literal["auto", "RGB", "L"]
 DEFAULT_WATERMARK_SIZE = 100
-DEFAULT_WATERMARK_SHARE = 0.05
+DEFAULT_WATERMARK_SHARE = 0.2
 
 
 @dataclass(frozen=True)
