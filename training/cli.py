@@ -1,4 +1,4 @@
-"""Command line: python -m training {train,calibrate,evaluate,check,export,watermark,...}."""
+"""Command line: python -m training {train,calibrate,evaluate,check,export,sign,keygen,...}."""
 
 import argparse
 import logging
@@ -35,19 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     if arguments[:1] == ["train"]:
         return _guarded(lambda: train_command(arguments[1:]))
     args = _parser().parse_args(arguments)
-    commands = (
-        {
-            "offline-weights": _offline_weights,
-            "evaluate": lambda args: task_of_model(args.model).evaluate(args),
-            "calibrate": calibrate_classifier,
-            "check": lambda args: task_for(None, args.data).check(args),
-            "export": _export,
-            "sign": _sign,
-            "keygen": _keygen,
-        }
-        | galleries_cli.COMMANDS
-        | watermark_cli.COMMANDS
-    )
+    commands = {
+        "offline-weights": _offline_weights,
+        "evaluate": lambda args: task_of_model(args.model).evaluate(args),
+        "calibrate": calibrate_classifier,
+        "check": lambda args: task_for(None, args.data).check(args),
+        "export": _export,
+        "sign": _sign,
+        "keygen": _keygen,
+    } | galleries_cli.COMMANDS
+    commands |= watermark_cli.COMMANDS
     return _guarded(lambda: commands[args.command](args))
 
 
