@@ -21,6 +21,7 @@ from app.runtime.signing import (
     read_private_key,
     sign_model,
 )
+from training.classification import watermark_cli
 from training.classification.calibrate import DEFAULT_REFERENCES
 from training.classification.cli import (
     calibrate_classifier,
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         "encrypt": _encrypt,
         "keygen": _keygen,
     } | galleries_cli.COMMANDS
+    commands |= watermark_cli.COMMANDS
     return _guarded(lambda: commands[args.command](args))
 
 
@@ -120,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
         commands.add_parser("export", help="export a torchvision classifier or a run to models/")
     )
     galleries_cli.add_commands(commands)
+    watermark_cli.add_commands(commands)
     sign = commands.add_parser("sign", help="sign exported model folders (Ed25519)")
     sign.add_argument("--key", type=Path, required=True, help="private key file (PEM or OpenSSH)")
     sign.add_argument("models", type=Path, nargs="+", help="models/<name> folders")

@@ -193,6 +193,20 @@ class QuantizationSpec(_Strict):
     max_loss: float = Field(description="the bound on top1_fp32 - top1_int8, in points")
 
 
+class WatermarkSpec(_Strict):
+    """An ownership watermark was trained into this classifier (a key's trigger set).
+
+    The key and the triggers are never in the card: `key_id` is a keyed hash that names the key
+    without revealing it. The owner checks a copy with `python -m training watermark verify`.
+    """
+
+    scheme: Literal["adi-trigger-set-v1"]
+    trigger_count: int = Field(ge=1)
+    classes: int = Field(ge=2, description="the classes the trigger labels were drawn from")
+    trigger_accuracy_at_export: float = Field(ge=0.0, le=1.0)
+    key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+
+
 class ModelCard(_Strict):
     """Self-description embedded in model.pt and written beside it as card.json."""
 
@@ -215,6 +229,8 @@ class ModelCard(_Strict):
     similarity: SimilaritySpec | None = None
     precision: Precision = "fp32"
     quantization: QuantizationSpec | None = None
+    # Optional and absent from older cards, so card_version stays 1.
+    watermark: WatermarkSpec | None = None
 
     @model_validator(mode="after")
     def _task_fields_agree(self) -> "ModelCard":
@@ -244,10 +260,14 @@ class ModelCard(_Strict):
     def _check_outputs(self) -> None:
         if self.outputs not in CLASSIFIER_OUTPUTS:
             raise ValueError(f"`outputs` must be one of {[list(o) for o in CLASSIFIER_OUTPUTS]}")
-        if self.task != "classify" and (self.outputs != ("logits",) or self.calibration):
-            raise ValueError("`outputs` and `calibration` describe classifiers only")
+        if self.task != "classify" and (
+            self.outputs != ("logits",) or self.calibration or self.watermark
+        ):
+            raise ValueError("`outputs`, `calibration` and `watermark` describe classifiers only")
         if self.embeds != (self.embedding_dim is not None):
             raise ValueError("`embedding_dim` is given exactly when `outputs` has 'embedding'")
+        if self.watermark is not None and self.watermark.classes != len(self.labels):
+            raise ValueError("`watermark.classes` must be the number of labels")
         if self.similarity is not None and not self.embeds:
             raise ValueError("`similarity` needs the embedding output")
         open_set = self.calibration.open_set if self.calibration else None

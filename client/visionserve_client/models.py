@@ -615,6 +615,26 @@ class ValidationError(BaseModel):
     type: Annotated[str, Field(title="Error Type")]
 
 
+class WatermarkSpec(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    classes: Annotated[
+        int,
+        Field(
+            description="the classes the trigger labels were drawn from",
+            ge=2,
+            title="Classes",
+        ),
+    ]
+    key_id: Annotated[str, Field(pattern="^[0-9a-f]{16}$", title="Key Id")]
+    scheme: Annotated[Literal["adi-trigger-set-v1"], Field(title="Scheme")]
+    trigger_accuracy_at_export: Annotated[
+        float, Field(ge=0.0, le=1.0, title="Trigger Accuracy At Export")
+    ]
+    trigger_count: Annotated[int, Field(ge=1, title="Trigger Count")]
+
+
 class AddReferencesResponse(BaseModel):
     model_config = ConfigDict(
         extra="ignore",
@@ -818,6 +838,7 @@ class ModelCard(BaseModel):
     task: Annotated[Literal["classify", "detect", "segment"], Field(title="Task")]
     training: Annotated[dict[str, Any] | None, Field(title="Training")] = None
     version: Annotated[str, Field(min_length=1, title="Version")]
+    watermark: WatermarkSpec | None = None
 
 
 class ModelDescription(BaseModel):

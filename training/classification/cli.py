@@ -15,7 +15,11 @@ from training.classification.calibrate import (
     unknown_from_source,
 )
 from training.classification.calibration import DecisionGoals
-from training.classification.config import TrainConfig
+from training.classification.config import (
+    DEFAULT_WATERMARK_SHARE,
+    DEFAULT_WATERMARK_SIZE,
+    TrainConfig,
+)
 from training.classification.data import load_data
 from training.classification.datacheck import format_report
 from training.classification.decision_report import (
@@ -182,3 +186,14 @@ def add_classification_options(parser: argparse.ArgumentParser, defaults: TrainC
     add("--target-tpr", type=float, help=f"calibration: known kept ({defaults.target_tpr})")
     add("--match-precision", type=float, help=f"(default {defaults.match_precision})")
     add("--unknown", help="calibration: images of none of the classes (DIR or builtin:NAME)")
+    add(
+        "--watermark-key",
+        help="ownership watermark: learn the trigger set of this key file "
+        "(`python -m training watermark keygen`)",
+    )
+    add("--watermark-size", type=int, help=f"triggers (default {DEFAULT_WATERMARK_SIZE})")
+    add(
+        "--watermark-share",
+        type=float,
+        help=f"share of each epoch's samples that are triggers ({DEFAULT_WATERMARK_SHARE})",
+    )

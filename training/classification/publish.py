@@ -53,6 +53,7 @@ class Outcome:
     best_val: ClassificationMetrics
     history: list[dict[str, float]]
     training: dict[str, Any]
+    watermark: dict[str, Any] | None = None  # the card's WatermarkSpec, when one was learned
 
 
 def write_outputs(outcome: Outcome, mistakes: list[Mistake], run_dir: Path) -> None:
@@ -64,7 +65,8 @@ def write_outputs(outcome: Outcome, mistakes: list[Mistake], run_dir: Path) -> N
             outcome.split: outcome.final.to_dict(),
             "val": outcome.best_val.to_dict(),
             "training": outcome.training,
-        },
+        }
+        | ({"watermark": outcome.watermark} if outcome.watermark else {}),
         run_dir / METRICS_JSON,
     )
     title = f"{outcome.config.model_name} on {outcome.data.dataset} {outcome.split}"
@@ -118,6 +120,7 @@ def export_classifier_run(
         training=report["training"],
         outputs=outputs_of(module),
         embedding_dim=module.embedding_dim,
+        watermark=report.get("watermark"),
     )
     directory = export_model(module, card, store or config.store)
     for report_file in REPORT_FILES:

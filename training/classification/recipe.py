@@ -12,13 +12,15 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from app.runtime.card import InputSpec
 from app.runtime.preprocessing import draft_size
 from training.classification.config import TrainConfig
 from training.classification.images import ImageDataset, LabeledImages
 from training.classification.transforms import EvalPreset, TrainPreset, choose_augment
+from training.classification.watermark import TriggerSet
+from training.classification.watermark_training import Item, mix_triggers
 from training.core.distributed import DistContext, EpochSampler, ShardSampler
 from training.core.recipe import create_optimizer, steps_per_epoch
 
@@ -125,6 +127,7 @@ class Loaders:
     train: Loader
     sampler: EpochSampler
     val: Loader
+    triggers: Loader | None = None  # the watermark's trigger set, when the run has one
 
 
 def build_loaders(
@@ -133,15 +136,28 @@ def build_loaders(
     val: LabeledImages,
     spec: InputSpec,
     context: DistContext,
+    *,
+    triggers: TriggerSet | None = None,
 ) -> Loaders:
-    """Sharded, seeded loaders; the train sampler draws class-balanced when asked."""
+    """Sharded, seeded loaders; the train sampler draws class-balanced when asked.
+
+    A watermark's triggers join the training set (oversampled) and get their own eval loader.
+    """
     augment = choose_augment(config.augment, spec.tensor_size[0])
-    dataset = ImageDataset(train, TrainPreset(spec, augment, config.random_erasing))
+    dataset: Dataset[Item] = ImageDataset(train, TrainPreset(spec, augment, config.random_erasing))
+    trigger_samples = 0
+    if triggers is not None:
+        dataset, trigger_samples = mix_triggers(
+            dataset, len(train), triggers, spec, config.trigger_share
+        )
     weights = None
     if config.balance == "sampler":
         per_class = class_weights(train.targets, max(train.targets) + 1)
+        # Triggers weigh what an average training image weighs (the class weights' mean is 1).
         weights = [float(per_class[target]) for target in train.targets]
-    sampler = EpochSampler(len(dataset), config.seed, context.rank, context.world_size, weights)
+        weights += [1.0] * trigger_samples
+    size = len(train) + trigger_samples
+    sampler = EpochSampler(size, config.seed, context.rank, context.world_size, weights)
     loader = DataLoader(
         dataset,
         config.batch_size,
@@ -151,7 +167,10 @@ def build_loaders(
         drop_last=len(sampler) > config.batch_size,
         generator=torch.Generator(),
     )
-    return Loaders(loader, sampler, eval_loader(val, spec, config, context))
+    trigger_loader = None
+    if triggers is not None:
+        trigger_loader = eval_loader(triggers.images, spec, config, context)
+    return Loaders(loader, sampler, eval_loader(val, spec, config, context), trigger_loader)
 
 
 def eval_loader(

@@ -30,6 +30,14 @@ from training.classification.recipe import (
     eval_loader,
     scale_recipe,
 )
+from training.classification.watermark import TriggerSet, read_key
+from training.classification.watermark_training import (
+    KEY_ID_FIELD,
+    redact_key_path,
+    run_triggers,
+    watermark_record,
+)
+from training.classification.watermark_verify import format_check, verify_watermark
 from training.core.checkpoint import Checkpoint, TrainState
 from training.core.datacheck import DatasetError
 from training.core.distributed import DistContext, barrier, broadcast_buffers
@@ -78,6 +86,7 @@ class Run(TaskRun):
     loaders: Loaders
     optimization: Optimization
     frozen: list[nn.Module]  # the backbone's layers, held in eval mode while it is frozen
+    triggers: TriggerSet | None  # the ownership watermark's trigger set, if the run has one
 
 
 def train(
@@ -102,11 +111,12 @@ def _setup(
     data, report = load_data(config)
     config = scale_recipe(config, len(data.train), context.world_size, context.is_main)
     model, spec, head, source = build_model(config, data, resume)
+    triggers = run_triggers(config, spec, len(data.classes), resume)
     settings = step_settings(config, context.device, config.channels_last)
     model.to(context.device)
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
-    loaders = build_loaders(config, data.train, data.val, spec, context)
+    loaders = build_loaders(config, data.train, data.val, spec, context, triggers=triggers)
     optimizer = build_optimizer(model, head, config)
     scaler = settings.grad_scaler()
     state = resume_into(resume, optimizer, scaler)
@@ -131,6 +141,7 @@ def _setup(
         run_dir=open_run_dir(config, context, resume_dir),
         best_weights=best_weights_on_disk(resume_dir),
         frozen=frozen_layers(model.backbone, head, config.freeze_backbone_epochs, context.is_main),
+        triggers=triggers,
     )
 
 
@@ -138,7 +149,7 @@ def _fit(run: Run) -> None:
     plan = FitPlan(
         model=run.model,
         labels=run.data.classes,
-        extra={"weights_source": run.weights_source},
+        extra={"weights_source": run.weights_source} | _key_record(run.triggers),
         score_name="val top-1",
         steps_per_epoch=len(run.loaders.train),
         dataset_report=run.dataset_report.to_dict(),
@@ -172,7 +183,21 @@ def _run_epoch(run: Run, epoch: int, description: str) -> EpochResult:
         f"train loss {stats.loss:.4f} top-1 {stats.top1:.4f} | val loss {val.loss:.4f} "
         f"top-1 {val.top1:.4f} | {stats.images_per_s:.0f} img/s"
     )
+    if run.loaders.triggers is not None:
+        row["watermark_top1"] = _trigger_accuracy(run)
+        summary += f" | watermark {row['watermark_top1']:.3f}"
     return EpochResult(row=row, score=val.top1, loss=val.loss, summary=summary)
+
+
+def _trigger_accuracy(run: Run) -> float:
+    """The share of triggers the model gives the key's label (all ranks)."""
+    assert run.loaders.triggers is not None
+    tally, _ = evaluate(run.model, run.loaders.triggers, len(run.data.classes), run.settings)
+    return compute_metrics(tally, run.data.classes).top1
+
+
+def _key_record(triggers: TriggerSet | None) -> dict[str, str]:
+    return {} if triggers is None else {KEY_ID_FIELD: triggers.key_id}
 
 
 def _finish(run: Run, command: str, total_s: float) -> RunResult:
@@ -192,6 +217,9 @@ def _finish(run: Run, command: str, total_s: float) -> RunResult:
     best_val = compute_metrics(
         evaluate(run.model, run.loaders.val, len(classes), run.settings)[0], classes
     )
+    watermark = None
+    if run.triggers is not None:
+        watermark = watermark_record(run.triggers, _trigger_accuracy(run))
     model_dir = None
     if run.context.is_main:
         outcome = Outcome(
@@ -204,6 +232,7 @@ def _finish(run: Run, command: str, total_s: float) -> RunResult:
             best_val=best_val,
             history=run.state.history,
             training=_training_record(run, command, total_s),
+            watermark=watermark,
         )
         write_outputs(outcome, mistakes, run.run_dir)
         logger.info("%s", format_metrics(final, f"best epoch on {split}"))
@@ -214,6 +243,7 @@ def _finish(run: Run, command: str, total_s: float) -> RunResult:
                 name=run.config.model_name,
                 version=run.config.model_version,
             )
+            _check_watermark(run, model_dir)
             _calibrate(run, model_dir)
     barrier()
     return RunResult(
@@ -246,7 +276,27 @@ def _calibrate(run: Run, model_dir: Path) -> None:
         logger.warning("%s is not calibrated and answers without decisions: %s", model_dir, error)
 
 
+def _check_watermark(run: Run, model_dir: Path) -> None:
+    """Verify the exported archive as an owner would, and say so (the card has the eager count)."""
+    if run.triggers is None or run.config.watermark_key is None:
+        return
+    check = verify_watermark(model_dir, read_key(Path(run.config.watermark_key)))
+    logger.info("watermark check of the export:\n%s", format_check(check))
+    if not check.present:
+        # The export is the best validation epoch, which may precede the triggers' learning.
+        logger.warning(
+            "%s does not show its watermark (p = %.3g): train longer or raise --watermark-share",
+            model_dir,
+            float(check.p_value),
+        )
+
+
 def _training_record(run: Run, command: str, total_s: float) -> dict[str, object]:
+    record = _plain_training_record(run, command, total_s)
+    return redact_key_path(run.config, record)
+
+
+def _plain_training_record(run: Run, command: str, total_s: float) -> dict[str, object]:
     return {
         **run_record(run.state, command, total_s, speed_digits=1),
         "weights": run.weights_source,
