@@ -46,8 +46,9 @@ class Settings(BaseSettings):
     inference_threads: int = Field(default=0, ge=0, description="0 = one per core; 1 on CUDA")
     torch_threads: int = Field(default=0, ge=0, description="0 = cores / inference_threads")
     decode_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
+    # Off by default: measured slower with two workers (README "Performance", lone requests).
     lone_batch_threads: int = Field(
-        default=0, ge=0, description="a batch running alone: 0 = every core (CPU), 1 = off"
+        default=1, ge=0, description="a batch running alone: 1 = off, 0 = every core (CPU), N"
     )
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
