@@ -3,14 +3,16 @@
 import dataclasses
 import json
 import logging
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.runtime.card import CARD_FILENAME, parse_stored_card
+from app.runtime.card import CARD_FILENAME, Evaluation, parse_stored_card
 from app.runtime.store import VERSION_SEPARATOR, version_key
 from training.core.checkpoint import LAST
 from training.core.config import ConfigError, RunConfig
-from training.core.report import METRICS_JSON
+from training.core.report import METRICS_JSON, evaluation_record
 
 logger = logging.getLogger(__name__)
 
@@ -86,3 +88,27 @@ def read_run_report(run_dir: Path) -> dict[str, Any]:
         )
     report: dict[str, Any] = json.loads(path.read_text())
     return report
+
+
+def report_evaluation(report: dict[str, Any], split: str, source: str) -> Evaluation:
+    """The card's record of one split of a run's metrics.json; a per-class value the split could
+    not give (a class absent from it) is left out."""
+    values = dict(report[split])
+    per_class = values.pop("per_class")
+    return evaluation_record(
+        {key: float(value) for key, value in values.items()},
+        {
+            label: {key: float(value) for key, value in row.items() if value is not None}
+            for label, row in per_class.items()
+        },
+        report["dataset"],
+        split,
+        source,
+    )
+
+
+def copy_report_files(run_dir: Path, directory: Path, names: Sequence[str]) -> None:
+    """The run's report files that exist (metrics, curves, figures), beside the exported model."""
+    for name in names:
+        if (run_dir / name).is_file():
+            shutil.copyfile(run_dir / name, directory / name)

@@ -6,17 +6,15 @@ The run writes its report first and is exported from what it wrote, so exporting
 
 import argparse
 import logging
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from app.runtime.card import DetectionSpec, Evaluation, InputSpec, ModelCard
+from app.runtime.card import DetectionSpec, InputSpec, ModelCard
 from training.core.checkpoint import BEST, load_checkpoint
 from training.core.export import export_model, framework_versions
-from training.core.publish import read_run_report
+from training.core.publish import copy_report_files, read_run_report, report_evaluation
 from training.detection.config import DetectionTrainConfig
 from training.detection.data import ServedImages, load_split
 from training.detection.models import DetectorConfig, ScriptableDetector, create_detector
@@ -56,32 +54,15 @@ def export_detector_run(
             "input": checkpoint.input_spec,
             "detection": DetectionSpec(score_threshold=config.score_threshold),
             "metrics": [
-                _evaluation(report, report["split"], source),
-                _evaluation(report, "val", source),
+                report_evaluation(report, report["split"], source),
+                report_evaluation(report, "val", source),
             ],
             "training": report["training"],
         }
     )
     directory = export_model(module.eval(), card, store or config.store, extra_inputs=parity_images)
-    for report_file in REPORT_FILES:
-        if (run_dir / report_file).is_file():
-            shutil.copyfile(run_dir / report_file, directory / report_file)
+    copy_report_files(run_dir, directory, REPORT_FILES)
     return directory
-
-
-def _evaluation(report: dict[str, Any], split: str, source: str) -> Evaluation:
-    values = dict(report[split])
-    per_class = values.pop("per_class")
-    return Evaluation(
-        dataset=report["dataset"],
-        split=split,
-        source=source,
-        values={key: round(float(value), 6) for key, value in values.items()},
-        per_class={
-            label: {k: round(float(v), 6) for k, v in row.items()}
-            for label, row in per_class.items()
-        },
-    )
 
 
 def main() -> None:

@@ -5,18 +5,16 @@ pixel on fixed images and on real ones before it is written.
 """
 
 import logging
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from app.runtime.card import Evaluation, ModelCard, SegmentationSpec
+from app.runtime.card import ModelCard, SegmentationSpec
 from training.core.checkpoint import BEST, load_checkpoint
 from training.core.export import PARITY_SEED, ExportError, export_model, framework_versions
-from training.core.publish import read_run_report
+from training.core.publish import copy_report_files, read_run_report, report_evaluation
 from training.segmentation.config import SegmentationTrainConfig
 from training.segmentation.models import Segmenter, SegmenterConfig
 from training.segmentation.report import REPORT_FILES
@@ -58,8 +56,8 @@ def export_segmenter_run(
             "input": checkpoint.input_spec,
             "segmentation": SegmentationSpec(),
             "metrics": [
-                _evaluation(report, report["split"], source),
-                _evaluation(report, "val", source),
+                report_evaluation(report, report["split"], source),
+                report_evaluation(report, "val", source),
             ],
             "training": report["training"],
         }
@@ -70,9 +68,7 @@ def export_segmenter_run(
         check_segmentation_parity(eager, scripted, card, images)
 
     directory = export_model(module.eval(), card, store or config.store, parity=parity)
-    for report_file in REPORT_FILES:
-        if (run_dir / report_file).is_file():
-            shutil.copyfile(run_dir / report_file, directory / report_file)
+    copy_report_files(run_dir, directory, REPORT_FILES)
     return directory
 
 
@@ -115,19 +111,4 @@ def check_segmentation_parity(
         len(inputs),
         difference,
         flipped * 100,
-    )
-
-
-def _evaluation(report: dict[str, Any], split: str, source: str) -> Evaluation:
-    values = dict(report[split])
-    per_class = values.pop("per_class")
-    return Evaluation(
-        dataset=report["dataset"],
-        split=split,
-        source=source,
-        values={key: round(float(value), 6) for key, value in values.items()},
-        per_class={
-            label: {k: round(float(v), 6) for k, v in row.items() if v is not None}
-            for label, row in per_class.items()
-        },
     )
