@@ -273,6 +273,8 @@ class DynamicBatcher(Generic[In, Out]):
             _settle(pending, None if error else outputs[index], error)
 
     def _run(self, items: list[In]) -> Sequence[Out]:
+        if self._policy.lone_threads <= 1:  # off (the default): no book-keeping per batch
+            return self._run_batch(items)
         with _BUSY_WORKERS.running() as alone:
             lone = alone and self._queue.empty() and self._incoming == 0
             threads = self._policy.lone_threads if lone else 0
