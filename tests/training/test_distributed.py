@@ -48,15 +48,13 @@ def test_torchrun_with_two_cpu_processes(fashion_folder: Path, tmp_path: Path) -
     assert loaded.card.labels == ("bag", "sandal", "shirt", "trouser")
 
 
-def test_torchrun_trains_a_detector_with_two_cpu_processes(tmp_path: Path) -> None:
-    data = tmp_path / "coco"
-    write_coco(data, "train", 8)
-    write_coco(data, "val", 4)
+def torchrun_train(name: str, arguments: list[str], tmp_path: Path) -> Path:
+    """`training train` under torchrun with two gloo processes; its run folder, checked to be
+    the only one (rank 0 writes) and to record two processes."""
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-        "-m", "training", "train", "--data", str(data), "--arch", "fasterrcnn_mobilenet_v2",
-        "--weights", "none", "--image-size", "64", "--fpn-channels", "16", "--epochs", "1",
-        "--batch-size", "2", "--workers", "0", "--name", "ddp-detector", "--no-progress",
+        "-m", "training", "train", *arguments, "--epochs", "1", "--batch-size", "2",
+        "--workers", "0", "--name", name, "--no-progress",
         "--runs", str(tmp_path / "runs"), "--store", str(tmp_path / "models"),
     ]  # fmt: skip
     environment = os.environ | {"OMP_NUM_THREADS": "1"}
@@ -72,45 +70,37 @@ def test_torchrun_trains_a_detector_with_two_cpu_processes(tmp_path: Path) -> No
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "rank 1 of 2" in finished.stderr
     runs = list((tmp_path / "runs").iterdir())
-    assert [run.name for run in runs] == ["ddp-detector"]  # only rank 0 writes
+    assert [run.name for run in runs] == [name]  # only rank 0 writes
     metrics = json.loads((runs[0] / "metrics.json").read_text())
     assert metrics["training"]["machine"]["processes"] == 2
-    # Each rank trained half of the 8 images; the epoch's speed counts the whole world's.
-    with (runs[0] / "results.csv").open() as file:
+    return runs[0]
+
+
+def trained_images(run: Path) -> float:
+    """Images the world trained in the run's one epoch, from its speed and time."""
+    with (run / "results.csv").open() as file:
         (row,) = list(csv.DictReader(file))
-    assert float(row["images_per_s"]) * float(row["train_s"]) == pytest.approx(8, rel=1e-3)
+    return float(row["images_per_s"]) * float(row["train_s"])
+
+
+def test_torchrun_trains_a_detector_with_two_cpu_processes(tmp_path: Path) -> None:
+    data = tmp_path / "coco"
+    write_coco(data, "train", 8)
+    write_coco(data, "val", 4)
+    arguments = ["--data", str(data), "--arch", "fasterrcnn_mobilenet_v2", "--weights", "none",
+                 "--image-size", "64", "--fpn-channels", "16"]  # fmt: skip
+    run = torchrun_train("ddp-detector", arguments, tmp_path)
+    # Each rank trained half of the 8 images; the epoch's speed counts the whole world's.
+    assert trained_images(run) == pytest.approx(8, rel=1e-3)
     loaded = load_model(tmp_path / "models" / "ddp-detector", torch.device("cpu"))
     assert loaded.card.task == "detect"
 
 
 def test_torchrun_trains_a_segmenter_with_two_cpu_processes(tmp_path: Path) -> None:
     data = write_mask_folder(tmp_path / "masks", {"train": 8, "val": 4, "test": 4})
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-        "-m", "training", "train", "--data", str(data), "--weights", "none",
-        "--image-size", "64", "--epochs", "1", "--batch-size", "2", "--workers", "0",
-        "--name", "ddp-segmenter", "--no-progress",
-        "--runs", str(tmp_path / "runs"), "--store", str(tmp_path / "models"),
-    ]  # fmt: skip
-    environment = os.environ | {"OMP_NUM_THREADS": "1"}
-    finished = subprocess.run(
-        command,
-        check=False,
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    assert "rank 1 of 2" in finished.stderr
-    runs = list((tmp_path / "runs").iterdir())
-    assert [run.name for run in runs] == ["ddp-segmenter"]  # only rank 0 writes
-    metrics = json.loads((runs[0] / "metrics.json").read_text())
-    assert metrics["training"]["machine"]["processes"] == 2
+    arguments = ["--data", str(data), "--weights", "none", "--image-size", "64"]
+    run = torchrun_train("ddp-segmenter", arguments, tmp_path)
     # Each rank trained half of the 8 images; the epoch's speed counts the whole world's.
-    with (runs[0] / "results.csv").open() as file:
-        (row,) = list(csv.DictReader(file))
-    assert float(row["images_per_s"]) * float(row["train_s"]) == pytest.approx(8, rel=1e-3)
+    assert trained_images(run) == pytest.approx(8, rel=1e-3)
     loaded = load_model(tmp_path / "models" / "ddp-segmenter", torch.device("cpu"))
     assert loaded.card.task == "segment"
