@@ -14,6 +14,7 @@ from app.config import Settings
 from app.errors import NotReady, ValidationFailed
 from app.galleries.records import NAME_PATTERN
 from app.request_context import note
+from app.runtime.card import Task
 from app.runtime.registry import ModelRegistry, ServedModel
 from app.schemas import GalleryCreateRequest
 from app.security.keyring import KeyRing
@@ -117,11 +118,7 @@ async def get_classifier(
     model: Annotated[str | None, Query(description="Model name; default from settings.")] = None,
 ) -> ServedModel:
     """The classifier the request names, or the default one; 503 at once if its queue is full."""
-    served = registry.get_for_task(model or settings.default_classifier, "classify")
-    note(model=served.name, model_version=served.card.version)
-    key.require_model(served.name)
-    served.batcher.refuse_if_full()  # before the body is read: overload costs no upload
-    return served
+    return _admitted(registry, key, model or settings.default_classifier, "classify")
 
 
 async def get_detector(
@@ -131,11 +128,7 @@ async def get_detector(
     model: Annotated[str | None, Query(description="Model name; default from settings.")] = None,
 ) -> ServedModel:
     """The detector the request names, or the default one; 503 at once if its queue is full."""
-    served = registry.get_for_task(model or settings.default_detector, "detect")
-    note(model=served.name, model_version=served.card.version)
-    key.require_model(served.name)
-    served.batcher.refuse_if_full()
-    return served
+    return _admitted(registry, key, model or settings.default_detector, "detect")
 
 
 async def get_segmenter(
@@ -145,7 +138,13 @@ async def get_segmenter(
     model: Annotated[str | None, Query(description="Model name; default from settings.")] = None,
 ) -> ServedModel:
     """The segmenter the request names, or the default one; 503 at once if its queue is full."""
-    served = registry.get_for_task(model or settings.default_segmenter, "segment")
+    return _admitted(registry, key, model or settings.default_segmenter, "segment")
+
+
+def _admitted(registry: ModelRegistry, key: ApiKey, name: str, task: Task) -> ServedModel:
+    """The model `name` of `task`, named in the access line, allowed for the key, with room in
+    its queue (503 at once, before the body is read: overload costs no upload)."""
+    served = registry.get_for_task(name, task)
     note(model=served.name, model_version=served.card.version)
     key.require_model(served.name)
     served.batcher.refuse_if_full()
