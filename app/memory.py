@@ -42,6 +42,13 @@ def tune_allocator() -> bool:
     return True
 
 
+def allocator_plan() -> str:
+    """What `tune_allocator` sets up: tuning measurements depend on it, so their keys hold it."""
+    if _libc() is None:
+        return "not glibc"
+    return f"glibc, {ARENA_MAX} arenas, glibc's own mmap threshold"
+
+
 def release_free_memory() -> None:
     """Return free heap pages of every arena to the OS (takes milliseconds; run off-loop)."""
     libc = _libc()

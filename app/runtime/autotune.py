@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from app.memory import allocator_plan
 from app.runtime.card import ModelCard
 from app.runtime.detection import detect_warm_up_batch, make_detect_runner
 from app.runtime.inference import classify_warm_up_batch, make_classify_runner
@@ -108,6 +109,7 @@ def profile_key(loaded: LoadedModel, policy: TuningPolicy) -> ProfileKey:
         max_batch_size=policy.max_batch_size,
         optimize_cpu=policy.optimize_cpu,
         autotune_batch_size=policy.autotune_batch_size,
+        allocator=allocator_plan(),
     )
 
 

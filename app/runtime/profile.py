@@ -34,6 +34,9 @@ class ProfileKey:
     max_batch_size: int
     optimize_cpu: bool
     autotune_batch_size: bool
+    # Batch costs moved 1.2-2x when the allocator changed (bench/allocator.py): a profile
+    # measured under another allocator set-up is measured again.
+    allocator: str
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)

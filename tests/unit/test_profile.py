@@ -26,6 +26,7 @@ KEY = ProfileKey(
     max_batch_size=16,
     optimize_cpu=True,
     autotune_batch_size=True,
+    allocator="glibc, 2 arenas, glibc's own mmap threshold",
 )
 TUNING = Tuning(
     runtime="oneDNN",
@@ -80,6 +81,7 @@ def test_a_profile_reads_back_as_written(tmp_path: Path) -> None:
         ("torch_threads", 2),
         ("max_batch_size", 8),
         ("optimize_cpu", False),
+        ("allocator", "not glibc"),
     ],
 )
 def test_a_profile_for_another_key_is_not_used(
@@ -96,6 +98,18 @@ def test_a_damaged_profile_is_measured_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     (tmp_path / "m.json").write_text('{"key": {"model_sha256": ')
+    assert read_profile(tmp_path, "m", KEY) is None
+    assert "unreadable tuning profile, measuring again" in caplog.text
+
+
+def test_a_profile_from_before_the_allocator_was_keyed_is_measured_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_profile(tmp_path, "m", KEY, TUNING)
+    assert path is not None
+    stored = json.loads(path.read_text())
+    del stored["key"]["allocator"]  # as written by the service before the key held it
+    path.write_text(json.dumps(stored))
     assert read_profile(tmp_path, "m", KEY) is None
     assert "unreadable tuning profile, measuring again" in caplog.text
 
