@@ -1,13 +1,14 @@
 """Benchmark POST /classify, /detect or /segment against the in-process ceiling, on one machine.
 
-    python -m bench.serve [--model NAME] [--duration 10] [--load-rounds 3] [--concurrency 1 32]
+    python -m bench.serve [--model NAME] [--duration 10] [--rounds 3] [--concurrency 1 32]
                           [--env VISION_X=Y]
 
-The route follows the model's task.
-First the ceiling: the same photos decoded, preprocessed and classified in-process with no HTTP,
-in every layout (processes x threads x batch size), each measured `--rounds` times, interleaved;
-the best layout's median is the ceiling. Then the service under a keep-alive load at each
-concurrency, in `--load-rounds` interleaved windows; the median window is reported. Prints
+The route follows the model's task. The service is started once; then each round measures the
+in-process ceiling (the same photos decoded, preprocessed and run through the model with no
+HTTP, in every layout: processes x threads x batch size) and, right after it, the service under
+a keep-alive load at each concurrency. Each load window is divided by its own round's ceiling
+(the best layout of that round), so a slow moment of a shared machine moves both sides of a
+ratio alike; the report gives each figure's median over the rounds and its range. Prints
 images/s and p50/p99 latency next to the ceiling with the ratio, and writes the numbers as JSON
 to bench/results/.
 """
@@ -23,8 +24,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.ceiling import Layout, measure_ceiling
 from bench.loadgen import LoadResult, multipart_request, run_load
@@ -33,22 +35,33 @@ from bench.photos import load_photos
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Round:
+    """One round: the ceiling of every layout (images/s), then a load window per concurrency."""
+
+    ceiling: dict[str, float]
+    windows: dict[int, LoadResult]
+
+    @property
+    def best_ceiling(self) -> float:
+        return max(self.ceiling.values())
+
+
 def main() -> None:
-    """Measure the ceiling, then the service under load, and print both."""
+    """Start the service, then alternate the ceiling and the load, and print both."""
     args = _parser().parse_args()
     photos = load_photos()
-    ceiling = _ceiling(args, [data for _, data in photos])
-    best_layout, best = max(ceiling.items(), key=lambda item: item[1])
     port = _free_port()
     server = _start_server(port, args)
     try:
         print(f"server: {_served_batch_size(port, args.model)}")
-        runs = _load_rounds(port, args, photos)
+        rounds = [_round(port, args, photos) for _ in range(args.rounds)]
     finally:
         server.terminate()
         server.wait(60)
-    rows = _report(args, best, best_layout, runs)
-    _save(args, ceiling, rows)
+    _print_ceiling(args, rounds)
+    rows = _report(args, rounds)
+    _save(args, rounds, rows)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,10 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per load window")
     parser.add_argument(
-        "--load-rounds", type=int, default=3, help="load windows per concurrency (median)"
+        "--rounds", type=int, default=3, help="rounds of ceiling + load windows (median)"
     )
     parser.add_argument("--ceiling-s", type=float, default=3.0, help="seconds per layout")
-    parser.add_argument("--rounds", type=int, default=3, help="ceiling repetitions (median)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--images-per-request", type=int, default=1)
@@ -75,18 +87,26 @@ def _layouts(batch_sizes: list[int]) -> list[Layout]:
     return [Layout(p, t, b) for p, t in sorted(shapes) for b in batch_sizes]
 
 
-def _ceiling(args: argparse.Namespace, photos: list[bytes]) -> dict[str, float]:
-    samples: dict[str, list[float]] = defaultdict(list)
-    layouts = _layouts(args.batch_sizes)
-    for _ in range(args.rounds):
-        for point in measure_ceiling(args.model_dir / args.model, photos, layouts, args.ceiling_s):
-            samples[str(point.layout)].append(point.images_per_s)
-    medians = {layout: statistics.median(values) for layout, values in samples.items()}
-    print(f"in-process ceiling, {args.model}, median of {args.rounds} x {args.ceiling_s:.0f} s:")
-    for layout, values in samples.items():
+def _round(port: int, args: argparse.Namespace, photos: list[tuple[str, bytes]]) -> Round:
+    points = measure_ceiling(
+        args.model_dir / args.model,
+        [data for _, data in photos],
+        _layouts(args.batch_sizes),
+        args.ceiling_s,
+    )
+    ceiling = {str(point.layout): point.images_per_s for point in points}
+    windows = {
+        concurrency: _load(port, args, photos, concurrency) for concurrency in args.concurrency
+    }
+    return Round(ceiling=ceiling, windows=windows)
+
+
+def _print_ceiling(args: argparse.Namespace, rounds: list[Round]) -> None:
+    print(f"in-process ceiling, {args.model}, {len(rounds)} rounds x {args.ceiling_s:.0f} s:")
+    for layout in rounds[0].ceiling:
+        values = [round_.ceiling[layout] for round_ in rounds]
         spread = ", ".join(f"{value:.1f}" for value in values)
-        print(f"  {layout:<28} {medians[layout]:7.1f} images/s  ({spread})")
-    return medians
+        print(f"  {layout:<28} {statistics.median(values):7.1f} images/s  ({spread})")
 
 
 def _task(args: argparse.Namespace) -> str:
@@ -128,17 +148,6 @@ def _served_batch_size(port: int, model: str) -> str:
     return f"{model} on {description['device']}, batch size {description['max_batch_size']}"
 
 
-def _load_rounds(
-    port: int, args: argparse.Namespace, photos: list[tuple[str, bytes]]
-) -> dict[int, list[LoadResult]]:
-    """`--load-rounds` windows per concurrency, interleaved, so a noisy moment hits one window."""
-    runs: dict[int, list[LoadResult]] = defaultdict(list)
-    for _ in range(args.load_rounds):
-        for concurrency in args.concurrency:
-            runs[concurrency].append(_load(port, args, photos, concurrency))
-    return runs
-
-
 def _load(
     port: int, args: argparse.Namespace, photos: list[tuple[str, bytes]], concurrency: int
 ) -> LoadResult:
@@ -152,51 +161,54 @@ def _load(
     return asyncio.run(run_load("127.0.0.1", port, payloads, concurrency, args.duration))
 
 
-def _report(
-    args: argparse.Namespace, ceiling: float, layout: str, runs: dict[int, list[LoadResult]]
-) -> list[dict[str, object]]:
+def _report(args: argparse.Namespace, rounds: list[Round]) -> list[dict[str, object]]:
     print(
         f"\nPOST /{_task(args)}, {args.images_per_request} image(s)/request, server env {args.env}"
     )
-    header = ("concurrency", "images/s", "p50 ms", "p99 ms", "vs ceiling", "errors")
-    print("{:>11} {:>9} {:>8} {:>8} {:>10} {:>6}".format(*header))
-    rows: list[dict[str, object]] = []
-    for concurrency, results in runs.items():
-        rates = [_rate(result) for result in results]
-        result = sorted(results, key=_rate)[len(results) // 2]  # the median window
-        rate = _rate(result)
-        p50, p99 = _percentiles(result.latencies)
-        ratio = rate / ceiling
-        failures = sum(window.failures for window in results)
-        windows = ", ".join(f"{window:.1f}" for window in rates)
+    header = ("concurrency", "images/s", "p50 ms", "p99 ms", "vs ceiling")
+    print("{:>11} {:>9} {:>8} {:>8} {:>10}  errors  (each round: images/s, ratio)".format(*header))
+    rows = [_row(concurrency, rounds) for concurrency in args.concurrency]
+    for row in rows:
+        windows = ", ".join(
+            f"{rate:.1f} {ratio:.2f}x"
+            for rate, ratio in zip(row["window_images_per_s"], row["window_ratios"], strict=True)
+        )
         print(
-            f"{concurrency:>11} {rate:9.1f} {p50:8.1f} {p99:8.1f} {ratio:9.2f}x {failures:>6}"
+            f"{row['concurrency']:>11} {row['images_per_s']:9.1f} {row['p50_ms']:8.1f}"
+            f" {row['p99_ms']:8.1f} {row['ratio_to_ceiling']:9.2f}x {row['failures']:>7}"
             f"  ({windows})"
         )
-        rows.append(
-            {
-                "concurrency": concurrency,
-                "images_per_s": rate,
-                "window_images_per_s": rates,
-                "p50_ms": p50,
-                "p99_ms": p99,
-                "ratio_to_ceiling": ratio,
-                "failures": failures,
-                "statuses": result.statuses,
-            }
-        )
-    print(f"ceiling: {ceiling:.1f} images/s in-process ({layout})")
+    ceilings = [round_.best_ceiling for round_ in rounds]
+    spread = ", ".join(f"{value:.1f}" for value in ceilings)
+    print(f"ceiling (best layout of each round): {statistics.median(ceilings):.1f} ({spread})")
     return rows
 
 
-def _save(
-    args: argparse.Namespace, ceiling: dict[str, float], rows: list[dict[str, object]]
-) -> None:
+def _row(concurrency: int, rounds: list[Round]) -> dict[str, Any]:
+    windows = [round_.windows[concurrency] for round_ in rounds]
+    rates = [_rate(window) for window in windows]
+    ratios = [_rate(r.windows[concurrency]) / r.best_ceiling for r in rounds]
+    median_window = sorted(windows, key=_rate)[len(windows) // 2]
+    p50, p99 = _percentiles(median_window.latencies)
+    return {
+        "concurrency": concurrency,
+        "images_per_s": statistics.median(rates),
+        "window_images_per_s": rates,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "ratio_to_ceiling": statistics.median(ratios),
+        "window_ratios": ratios,
+        "failures": sum(window.failures for window in windows),
+        "statuses": median_window.statuses,
+    }
+
+
+def _save(args: argparse.Namespace, rounds: list[Round], rows: list[dict[str, Any]]) -> None:
     args.output.mkdir(parents=True, exist_ok=True)
     record = {
         "model": args.model,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "ceiling_images_per_s": ceiling,
+        "ceiling_images_per_s": [round_.ceiling for round_ in rounds],
         "http": rows,
         "server_env": args.env,
     }
