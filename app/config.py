@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     lone_batch_threads: int = Field(
         default=1, ge=0, description="a batch running alone: 1 = off, 0 = every core (CPU), N"
     )
+    compute_nice: int = Field(
+        default=0,
+        ge=0,
+        le=19,
+        description="inference and decode threads run this many nice steps below the event loop",
+    )
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     access_log: bool = True  # one app.access line per request (INFO)

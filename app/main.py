@@ -48,7 +48,7 @@ from app.runtime.readers import ReaderEpochs
 from app.runtime.registry import ModelRegistry
 from app.runtime.reload import LoadPolicy, ModelReloader
 from app.runtime.signing import KeyFileError, TrustedKey, load_trusted_keys
-from app.runtime.threads import pin_intra_op_threads
+from app.runtime.threads import lower_thread_priority, pin_intra_op_threads
 from app.runtime.watch import store_state, watch_store
 from app.security.keyring import open_keyring
 from app.services.galleries import GalleryServices
@@ -165,9 +165,9 @@ async def _lifespan(
     store = await anyio.to_thread.run_sync(open_store, settings.gallery_dir, settings.gallery_url)
     tasks: list[asyncio.Task[None]] = []
     # Pinned, so a decode thread never takes a lone batch's borrowed count (runtime/threads.py).
-    pin_decode_threads = partial(pin_intra_op_threads, plan.torch_threads)
+    start_decode_thread = partial(_start_decode_thread, plan.torch_threads, settings.compute_nice)
     with ThreadPoolExecutor(
-        decode_threads, thread_name_prefix="decode", initializer=pin_decode_threads
+        decode_threads, thread_name_prefix="decode", initializer=start_decode_thread
     ) as pool:
         preparer = ImagePreparer(limits, pool)
         galleries = gallery_services(settings, store, registry, preparer, metrics)
@@ -234,6 +234,11 @@ def gallery_services(
     )
 
 
+def _start_decode_thread(torch_threads: int, nice: int) -> None:
+    pin_intra_op_threads(torch_threads)
+    lower_thread_priority(nice)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RuntimePlan:
     """The device and the thread plan every model is served (and tuned) under."""
@@ -281,6 +286,7 @@ def model_reloader(
         threads=plan.inference_threads,
         lone_threads=plan.lone_threads,
         own_threads=plan.torch_threads,
+        nice=settings.compute_nice,
     )
     tuning = TuningPolicy(
         optimize_cpu=settings.optimize_cpu,

@@ -41,7 +41,7 @@ def main() -> None:
         "VISION_MODEL_DIR": str(args.model_dir),
         "VISION_LOG_LEVEL": "INFO",
         "VISION_AUTOTUNE_BATCH_SIZE": "false",
-    }
+    } | dict(item.split("=", 1) for item in args.env)
     logs = Path(tempfile.mkdtemp(prefix="stress-"))
     for name in args.probes:
         env, probe = PROBES[name]
@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--probes", nargs="+", choices=sorted(PROBES), default=list(PROBES))
     parser.add_argument("--repeat", type=int, default=3, help="runs of each SIGTERM probe")
+    parser.add_argument("--env", nargs="*", default=[], help="VISION_*=value for every service")
     return parser
 
 

@@ -20,7 +20,12 @@ from typing import Generic, TypeVar
 
 from app.errors import NotReady, Overloaded
 from app.request_context import current_request_id
-from app.runtime.threads import BusyWorkers, intra_op_threads, pin_intra_op_threads
+from app.runtime.threads import (
+    BusyWorkers,
+    intra_op_threads,
+    lower_thread_priority,
+    pin_intra_op_threads,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +72,7 @@ class BatchPolicy:
     # thread otherwise takes torch's process-wide count at its first op, which may be a lone
     # batch's borrowed count at that moment.
     own_threads: int = 0
+    nice: int = 0  # the workers' priority below the event loop (runtime/threads.py)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -205,6 +211,7 @@ class DynamicBatcher(Generic[In, Out]):
             self._waiting -= count
 
     def _serve(self) -> None:
+        lower_thread_priority(self._policy.nice)
         if self._policy.own_threads:
             pin_intra_op_threads(self._policy.own_threads)
         while True:

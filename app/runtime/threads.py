@@ -7,6 +7,7 @@ intra-op thread and the worker gives them back when it ends. torch's thread coun
 thread (OpenMP's per-thread setting), so the other workers keep theirs.
 """
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,3 +55,17 @@ def pin_intra_op_threads(threads: int) -> None:
     # (at::internal::lazy_init_num_threads); set before that, it would be overwritten then.
     torch.get_num_threads()
     torch.set_num_threads(threads)
+
+
+def lower_thread_priority(steps: int) -> None:
+    """Run this OS thread (and the OpenMP threads it starts) `steps` nice levels lower.
+
+    Compute threads then yield the CPU to the event loop when it has work, so accepting,
+    parsing and refusing requests waits less behind decoding and forward passes on a saturated
+    machine; when the loop is idle they still get every free cycle. Linux applies a thread id
+    given to setpriority to that thread alone; raising one's own nice value needs no privilege.
+    """
+    if steps <= 0 or not hasattr(os, "setpriority"):
+        return
+    thread = threading.get_native_id()
+    os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + steps)
