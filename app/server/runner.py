@@ -7,10 +7,13 @@ signal skips the rest of the drain.
 """
 
 import asyncio
+import ctypes
 import logging
 import os
 import resource
 import socket
+import struct
+import sys
 import time
 from types import FrameType
 
@@ -59,6 +62,9 @@ class DrainingServer(uvicorn.Server):
         # uvicorn's shutdown treats them like every open connection (a short grace for the
         # request on its way, then an answer).
         if self._exit_at is not None:
+            for server in self.servers:
+                for listener in server.sockets:
+                    refuse_new_handshakes(listener.fileno())
             await self._adopt_backlog()
         await super().shutdown(sockets)
 
@@ -79,6 +85,31 @@ class DrainingServer(uvicorn.Server):
                     adopted += 1
         if adopted:
             logger.info("accepted %d connection(s) waiting in the backlog before closing", adopted)
+
+
+# Linux's SO_ATTACH_FILTER and a classic BPF program of one instruction: "return 0" (drop).
+_SO_ATTACH_FILTER = 26
+_DROP_EVERY_PACKET = struct.pack("HBBI", 0x06, 0, 0, 0)  # BPF_RET | BPF_K, k = 0
+
+
+def refuse_new_handshakes(listener_fd: int) -> bool:
+    """Make the listening socket drop every packet from now on; False where that is not Linux.
+
+    Closing a listener resets the connections the kernel completed after the last accept. With
+    this filter no new handshake completes (a SYN is dropped, its client retries it and then
+    finds the port closed: refused, never reset), so the backlog can be emptied for good
+    before the listener closes. Connections already completed are separate sockets and keep
+    working: the filter is the listener's alone.
+    """
+    if sys.platform != "linux":
+        return False
+    program = ctypes.create_string_buffer(_DROP_EVERY_PACKET, len(_DROP_EVERY_PACKET))
+    # struct sock_fprog { unsigned short len; struct sock_filter *filter; }; the kernel copies
+    # the program during the call.
+    fprog = struct.pack("HL", 1, ctypes.addressof(program))
+    with socket.socket(fileno=os.dup(listener_fd)) as listener:  # our own handle to close
+        listener.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+    return True
 
 
 def _pending_connections(listener_fd: int) -> list[socket.socket]:
