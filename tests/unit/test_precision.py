@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from torch import nn
 
 from app.config import Settings
+from app.main import create_app
 from app.runtime.inference import ClassifyInput, make_classify_runner
 from app.runtime.loader import LoadedModel, load_model
 from app.runtime.precision import (
@@ -139,6 +141,19 @@ def test_settings_accept_the_precisions_and_decode_modes_only() -> None:
     assert (settings.cuda_precision, settings.gpu_decode) == ("bf16", "auto")
     assert (Settings().cuda_precision, Settings().gpu_decode) == ("fp32", "off")
     with pytest.raises(ValidationError):
-        Settings(cuda_precision="int8")  # type: ignore[arg-type]
+        Settings(cuda_precision="int8")
     with pytest.raises(ValidationError):
-        Settings(gpu_decode="yes")  # type: ignore[arg-type]
+        Settings(gpu_decode="yes")
+
+
+def test_models_show_the_precision_served(settings: Settings) -> None:
+    on_cpu = settings.model_copy(update={"device": "cpu", "cuda_precision": "bf16"})
+    with TestClient(create_app(on_cpu)) as client:
+        body = client.get(f"/models/{TINY_MODEL}").json()
+    # The setting is CUDA's: a CPU serves fp32 (through oneDNN) and says so at start-up.
+    assert body["precision"] == {
+        "requested": "fp32",
+        "served": "fp32",
+        "reason": "as exported",
+        "parity": None,
+    }
