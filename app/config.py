@@ -104,6 +104,14 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, description="uvicorn processes, each with every model")
 
+    # The GPU path (README "Performance", "On a GPU"): half precision on CUDA, kept per model only
+    # where a parity check at load agrees with fp32; JPEG uploads decoded on the GPU (nvJPEG).
+    # Both off until measured on a GPU (bench/gpu.py).
+    cuda_precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    gpu_decode: Literal["auto", "on", "off"] = Field(
+        default="off", description="auto: on when the device is CUDA; on: CUDA required"
+    )
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_api_keys(cls, value: object) -> object:

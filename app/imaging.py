@@ -56,16 +56,32 @@ def decode_image(data: bytes, limits: ImageLimits, draft_size: int | None = None
     `draft_size` lets libjpeg scale by 1/2, 1/4 or 1/8 while decoding, keeping both sides at
     least that large: far less work when the model needs fewer pixels than the photo has.
     """
-    _check_byte_count(data, limits)
-    image = _open(data)
+    image = read_header(data, limits)
     width, height = image.size
-    _check_dimensions(width, height, limits)
     if draft_size is not None and image.format in ("JPEG", "MPO"):
         image.draft(None, (draft_size, draft_size))
     _load_pixels(image)
     upright_size = _upright_size(image, width, height)
     image = _apply_orientation(image)
     return DecodedImage(image=to_rgb(image), width=upright_size[0], height=upright_size[1])
+
+
+def read_header(data: bytes, limits: ImageLimits) -> Image.Image:
+    """Check the byte count, open the header and bound its dimensions; no pixels are decoded."""
+    _check_byte_count(data, limits)
+    image = _open(data)
+    _check_dimensions(*image.size, limits)
+    return image
+
+
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) once the EXIF orientation is applied."""
+    return _upright_size(image, *image.size)
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag (1-8); 1 when absent or unreadable, as the decoder treats it."""
+    return _orientation(image)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -37,6 +37,7 @@ from app.galleries.cache import IndexCache
 from app.galleries.records import GalleryLimits
 from app.galleries.sql import SqlGalleryStore
 from app.galleries.store import open_store
+from app.gpu_imaging import gpu_decoder_for
 from app.imaging import ImageLimits
 from app.memory import release_free_memory, tune_allocator
 from app.observability import ServiceMetrics, configure_logging
@@ -44,6 +45,7 @@ from app.runtime.autotune import TuningPolicy
 from app.runtime.batching import BatchPolicy
 from app.runtime.device import available_cores, plan_lone_threads, plan_threads, resolve_device
 from app.runtime.encryption import EncryptionError, ModelKey, load_model_keys
+from app.runtime.precision import precision_for_device
 from app.runtime.readers import ReaderEpochs
 from app.runtime.registry import ModelRegistry
 from app.runtime.reload import LoadPolicy, ModelReloader
@@ -169,7 +171,9 @@ async def _lifespan(
     with ThreadPoolExecutor(
         decode_threads, thread_name_prefix="decode", initializer=start_decode_thread
     ) as pool:
-        preparer = ImagePreparer(limits, pool)
+        preparer = ImagePreparer(
+            limits, pool, gpu_decoder_for(settings.gpu_decode, plan.device, limits)
+        )
         galleries = gallery_services(settings, store, registry, preparer, metrics)
         app.state.services = AppState(
             settings, registry, preparer, metrics, lifecycle, galleries, reloader=reloader
@@ -307,6 +311,7 @@ def model_reloader(
         model_keys=_model_keys(settings),
         observe_batch=metrics.observe_batch if metrics else None,
         retire_wait_s=settings.retire_wait_s,
+        precision=precision_for_device(settings.cuda_precision, plan.device),
     )
     registry = ModelRegistry(plan.device, trusted, epochs)
     return ModelReloader(registry, load, metrics)

@@ -6,6 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.runtime.card import ModelCard
+from app.runtime.precision import PrecisionChoice
 from app.runtime.tuning import Tuning
 
 
@@ -198,6 +199,10 @@ class ModelDescription(BaseModel):
         description="the runtime and batch size chosen at start-up, and the measurements behind"
     )
     signature: "SignatureDescription"
+    precision: PrecisionChoice = Field(
+        description="the precision the forward runs in (VISION_CUDA_PRECISION on CUDA), why, "
+        "and the parity with fp32 measured at load"
+    )
 
 
 class SignatureDescription(BaseModel):

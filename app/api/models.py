@@ -46,6 +46,7 @@ def _describe(served: ServedModel, models: ModelSet) -> ModelDescription:
         max_batch_size=served.batcher.policy.max_batch_size,
         calibrated=served.card.calibration is not None,
         tuning=served.tuning,
+        precision=served.precision,
         signature=SignatureDescription(
             status=served.loaded.signature.status,
             key_name=served.loaded.signature.key_name,

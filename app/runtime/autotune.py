@@ -18,6 +18,7 @@ from app.runtime.detection import detect_warm_up_batch, make_detect_runner
 from app.runtime.inference import classify_warm_up_batch, make_classify_runner
 from app.runtime.loader import LoadedModel
 from app.runtime.optimize import RuntimeChoice, choose_runtime, optimized_model
+from app.runtime.precision import served_precision
 from app.runtime.profile import ProfileKey, cpu_model, profile_path, read_profile, write_profile
 from app.runtime.segmentation import make_segment_runner, segment_warm_up_batch
 from app.runtime.store import served_ref
@@ -110,6 +111,7 @@ def profile_key(loaded: LoadedModel, policy: TuningPolicy) -> ProfileKey:
         optimize_cpu=policy.optimize_cpu,
         autotune_batch_size=policy.autotune_batch_size,
         allocator=allocator_plan(),
+        precision=served_precision(loaded),
     )
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from app.runtime.inference import make_device_transfer
+from app.runtime.inference import forward_precision, make_device_transfer
 from app.runtime.loader import LoadedModel
 
 BACKGROUND_CLASS_ID = 0
@@ -40,7 +40,7 @@ def make_detect_runner(model: LoadedModel) -> DetectRunner:
 
     def run(items: list[DetectInput]) -> list[list[DetectedObject]]:
         images = [to_device(item.pixels) for item in items]
-        with torch.inference_mode():
+        with torch.inference_mode(), forward_precision(model):
             outputs = model.module(images)
         if len(outputs) != len(items):
             raise RuntimeError(

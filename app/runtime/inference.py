@@ -1,6 +1,7 @@
 """Batched classifier calls: the functions the batcher's worker threads run."""
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,8 +92,9 @@ def make_classify_runner(
     def run(items: list[ClassifyInput]) -> list[ClassifiedImage]:
         batch = to_device(torch.stack([item.pixels for item in items]))
         with torch.inference_mode():
-            output = model.module(batch)
-            logits, embeddings = split_outputs(output, card, len(items))
+            with forward_precision(model):
+                output = model.module(batch)
+            logits, embeddings = fp32_outputs(*split_outputs(output, card, len(items)))
             maps = _kept_maps(items, split_maps(output, card, len(items)))
             k = min(max(item.top_k for item in items), num_labels)
             scores, class_ids = calibrated_probabilities(logits, temperature).topk(k, dim=1)
@@ -157,10 +159,35 @@ def _run_searches(items: list[ClassifyInput], embeddings: torch.Tensor | None) -
 
 
 def make_device_transfer(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """CPU: identity. CUDA: pinned host memory and a non-blocking copy."""
+    """CPU: identity. CUDA: pinned host memory and a non-blocking copy; a tensor decoded on the
+    GPU (app/gpu_imaging.py) is there already."""
     if device.type != "cuda":
         return lambda batch: batch
-    return lambda batch: batch.pin_memory().to(device, non_blocking=True)
+
+    def transfer(batch: torch.Tensor) -> torch.Tensor:
+        if batch.device == device:
+            return batch
+        return batch.pin_memory().to(device, non_blocking=True)
+
+    return transfer
+
+
+@contextlib.contextmanager
+def forward_precision(model: LoadedModel) -> Iterator[None]:
+    """Where a batch function runs the forward pass: under autocast to the model's half type
+    when it is served in one (runtime/precision.py), else as loaded."""
+    if model.autocast_dtype is None:
+        yield
+        return
+    with torch.autocast(model.device.type, dtype=model.autocast_dtype):
+        yield
+
+
+def fp32_outputs(
+    logits: torch.Tensor, embeddings: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A half forward's outputs in fp32, before softmax, calibration and searches."""
+    return logits.float(), None if embeddings is None else embeddings.float()
 
 
 def classify_warm_up_batch(

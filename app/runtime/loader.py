@@ -44,6 +44,8 @@ class LoadedModel:
     # The open-set reference embeddings [M, D] on the device (kNN method), else None.
     references: torch.Tensor | None = None
     signature: SignatureCheck = NOT_CHECKED
+    # The half type the forward runs in under autocast (runtime/precision.py), else None.
+    autocast_dtype: torch.dtype | None = None
 
 
 def load_model(

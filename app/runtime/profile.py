@@ -37,6 +37,8 @@ class ProfileKey:
     # Batch costs moved 1.2-2x when the allocator changed (bench/allocator.py): a profile
     # measured under another allocator set-up is measured again.
     allocator: str
+    # The precision the forward runs in (runtime/precision.py): absent from older profiles.
+    precision: str = "fp32"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)

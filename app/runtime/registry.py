@@ -22,6 +22,7 @@ from app.memory import release_free_memory
 from app.runtime.batching import DynamicBatcher
 from app.runtime.card import ModelCard, Task
 from app.runtime.loader import LoadedModel
+from app.runtime.precision import AS_EXPORTED, PrecisionChoice
 from app.runtime.readers import ReaderEpochs
 from app.runtime.signing import TrustedKey
 from app.runtime.store import ModelRef, served_ref, version_key
@@ -45,6 +46,7 @@ class ServedModel:
     tuning: Tuning
     folder: str
     fingerprint: str  # store.folder_fingerprint when loaded: unchanged folders are kept
+    precision: PrecisionChoice = AS_EXPORTED  # what the forward runs in, and the parity behind it
 
     @property
     def card(self) -> ModelCard:

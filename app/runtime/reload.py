@@ -20,6 +20,7 @@ from app.runtime.autotune import TuningPolicy, runner_for, tune_model
 from app.runtime.batching import BatchPolicy, BatchRecord, DynamicBatcher
 from app.runtime.encryption import ModelKey
 from app.runtime.loader import LoadedModel, discover_model_dirs, load_model
+from app.runtime.precision import RequestedPrecision, choose_precision
 from app.runtime.registry import ModelRegistry, ModelSet, RefusedModel, ServedModel
 from app.runtime.signing import TrustedKey
 from app.runtime.store import ModelRef, folder_fingerprint, read_aliases, write_aliases
@@ -51,6 +52,7 @@ class LoadPolicy:
     model_keys: dict[str, ModelKey] = field(default_factory=dict)  # decrypt model.pt.enc
     observe_batch: BatchObserver | None = None
     retire_wait_s: float = 120.0  # longest wait for old requests before stopping old batchers
+    precision: RequestedPrecision = "fp32"  # half precision, parity-checked per model (CUDA)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -197,6 +199,7 @@ class ModelReloader:
     def _load(self, directory: Path, fingerprint: str) -> ServedModel:
         policy = self.policy
         loaded = load_model(directory, policy.device, policy.trusted_keys, policy.model_keys)
+        loaded, precision = choose_precision(loaded, policy.precision)
         loaded, tuned = tune_model(loaded, policy.tuning)
         batching = replace(policy.batching, max_batch_size=tuned.batch_size)
         batcher = _make_batcher(loaded, batching, policy.observe_batch)
@@ -212,6 +215,7 @@ class ModelReloader:
             loaded=loaded,
             batcher=batcher,
             tuning=tuned,
+            precision=precision,
             folder=directory.name,
             fingerprint=fingerprint,
         )

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from app.runtime.inference import make_device_transfer
+from app.runtime.inference import forward_precision, make_device_transfer
 from app.runtime.loader import LoadedModel
 
 # Logits are scaled bilinearly up to this many pixels per image (C floats each); a larger
@@ -88,7 +88,8 @@ def make_segment_runner(model: LoadedModel) -> SegmentRunner:
     def run(items: list[SegmentInput]) -> list[SegmentedImage]:
         batch = to_device(torch.stack([item.pixels for item in items]))
         with torch.inference_mode():
-            logits = model.module(batch)
+            with forward_precision(model):
+                logits = model.module(batch)
             if logits.ndim != 4 or logits.shape[:2] != (len(items), num_classes):
                 raise RuntimeError(
                     f"segmenter {model.card.name!r} returned {tuple(logits.shape)}; "

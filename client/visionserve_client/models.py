@@ -358,6 +358,16 @@ class OpenSetSpec(BaseModel):
     ]
 
 
+class ParityBounds(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    max_embedding_difference: Annotated[float, Field(title="Max Embedding Difference")]
+    max_score_difference: Annotated[float, Field(title="Max Score Difference")]
+    min_top1_agreement: Annotated[float | None, Field(title="Min Top1 Agreement")] = 0.98
+    tie_margin: Annotated[float | None, Field(title="Tie Margin")] = 0.02
+
+
 class PngMask(BaseModel):
     model_config = ConfigDict(
         extra="ignore",
@@ -366,6 +376,17 @@ class PngMask(BaseModel):
         str, Field(description="base64 of a single-channel (palette) PNG", title="Data")
     ]
     format: Annotated[Literal["png"], Field(title="Format")] = "png"
+
+
+class PrecisionParity(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    bounds: ParityBounds
+    images: Annotated[int, Field(title="Images")]
+    max_embedding_difference: Annotated[float | None, Field(title="Max Embedding Difference")]
+    max_score_difference: Annotated[float, Field(title="Max Score Difference")]
+    top1_agreement: Annotated[float, Field(title="Top1 Agreement")]
 
 
 class Prediction(BaseModel):
@@ -841,6 +862,45 @@ class ModelCard(BaseModel):
     watermark: WatermarkSpec | None = None
 
 
+class ModelMetadataResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    inputs: Annotated[list[TensorMetadata], Field(title="Inputs")]
+    name: Annotated[str, Field(title="Name")]
+    outputs: Annotated[list[TensorMetadata], Field(title="Outputs")]
+    platform: Annotated[str, Field(title="Platform")]
+    versions: Annotated[list[str], Field(title="Versions")]
+
+
+class PrecisionChoice(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    parity: PrecisionParity | None = None
+    reason: Annotated[str, Field(title="Reason")]
+    requested: Annotated[Literal["fp32", "fp16", "bf16"], Field(title="Requested")]
+    served: Annotated[Literal["fp32", "fp16", "bf16", "int8"], Field(title="Served")]
+
+
+class SegmentResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    format: Annotated[Literal["png", "rle"], Field(title="Format")]
+    model: ModelRef
+    results: Annotated[list[SegmentationResult], Field(title="Results")]
+
+
+class DetectResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+    )
+    model: ModelRef
+    results: Annotated[list[DetectionResult], Field(title="Results")]
+    score_threshold: Annotated[float, Field(title="Score Threshold")]
+
+
 class ModelDescription(BaseModel):
     model_config = ConfigDict(
         extra="ignore",
@@ -870,6 +930,12 @@ class ModelDescription(BaseModel):
             title="Model",
         ),
     ]
+    precision: Annotated[
+        PrecisionChoice,
+        Field(
+            description="the precision the forward runs in (VISION_CUDA_PRECISION on CUDA), why, and the parity with fp32 measured at load"
+        ),
+    ]
     sha256: Annotated[str, Field(title="Sha256")]
     signature: SignatureDescription
     tuning: Annotated[
@@ -878,17 +944,6 @@ class ModelDescription(BaseModel):
             description="the runtime and batch size chosen at start-up, and the measurements behind"
         ),
     ]
-
-
-class ModelMetadataResponse(BaseModel):
-    model_config = ConfigDict(
-        extra="ignore",
-    )
-    inputs: Annotated[list[TensorMetadata], Field(title="Inputs")]
-    name: Annotated[str, Field(title="Name")]
-    outputs: Annotated[list[TensorMetadata], Field(title="Outputs")]
-    platform: Annotated[str, Field(title="Platform")]
-    versions: Annotated[list[str], Field(title="Versions")]
 
 
 class ModelsResponse(BaseModel):
@@ -918,21 +973,3 @@ class ModelsResponse(BaseModel):
             title="Signatures Checked",
         ),
     ]
-
-
-class SegmentResponse(BaseModel):
-    model_config = ConfigDict(
-        extra="ignore",
-    )
-    format: Annotated[Literal["png", "rle"], Field(title="Format")]
-    model: ModelRef
-    results: Annotated[list[SegmentationResult], Field(title="Results")]
-
-
-class DetectResponse(BaseModel):
-    model_config = ConfigDict(
-        extra="ignore",
-    )
-    model: ModelRef
-    results: Annotated[list[DetectionResult], Field(title="Results")]
-    score_threshold: Annotated[float, Field(title="Score Threshold")]
