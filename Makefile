@@ -37,7 +37,7 @@ FASHION_RECIPE := --data builtin:fashion-mnist --arch smallcnn_large --epochs 30
 	--unknown builtin:objects --target-tpr 0.97
 
 .PHONY: install lock openapi data scenes-data postgres browser serve test test-all lint typecheck check models \
-	bench stress client-models
+	bench stress client-models peer-bench
 
 install: $(STAMP)
 
@@ -124,6 +124,11 @@ bench: $(STAMP)
 	$(PY) -m bench.gallery --model imagenet-mobilenet-v2
 	test ! -d models/objects-detector || $(PY) -m bench.serve --model objects-detector
 	test ! -d models/objects-segmenter || $(PY) -m bench.serve --model objects-segmenter
+
+# The shared peer benchmark (../shared/tools/peer-bench) with visionserve fp32 and int8 on the
+# peers' ResNet-18; PEER_BENCH_ARGS go to its run.sh (e.g. "--rounds 1 --duration 3").
+peer-bench: $(STAMP)
+	bash scripts/peer_bench.sh $(PEER_BENCH_ARGS)
 
 # Hostile-traffic probes (README "Hardening"): about 10 minutes; --root DIR measures other code.
 stress: $(STAMP)

@@ -21,6 +21,9 @@ from training.core.weights import IMAGENET_MEAN, IMAGENET_STD, hub_checkpoints
 
 logger = logging.getLogger(__name__)
 
+# The card's `training.weights` for an export from a state dict file: "state dict PATH".
+STATE_DICT_SOURCE = "state dict "
+
 # name -> (stage widths, blocks per stage)
 SMALL_CNNS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
     "smallcnn": ((32, 64, 128), (1, 1, 1)),
@@ -242,7 +245,7 @@ def build_classifier(arch: str, weights: str, labels: tuple[str, ...] = ()) -> B
     source = "random initialisation"
     if weights != "none":
         _load_state_dict(model, Path(weights), arch, len(labels))
-        source = f"state dict {weights}"
+        source = f"{STATE_DICT_SOURCE}{weights}"
     spec = InputSpec(
         resize_size=256,
         crop_size=224,

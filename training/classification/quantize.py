@@ -30,7 +30,12 @@ from training.classification.metrics import (
     compute_metrics,
     update_tally,
 )
-from training.classification.models import SMALL_CNNS, build_classifier, last_linear_name
+from training.classification.models import (
+    SMALL_CNNS,
+    STATE_DICT_SOURCE,
+    build_classifier,
+    last_linear_name,
+)
 from training.classification.modules import (
     ExplainingClassifier,
     ExportedClassifier,
@@ -150,18 +155,20 @@ def quantized_classifier(
 def eager_classifier(loaded: LoadedModel) -> ExportedClassifier:
     """The eager form of an exported fp32 classifier, checked to give the archive's outputs."""
     card = loaded.card
+    weights = str((card.training or {}).get("weights", ""))
     if card.architecture in SMALL_CNNS:
         classifier = rebuild_classifier(loaded.module, card)
-    elif str((card.training or {}).get("weights", "")).startswith("torchvision"):
-        built = build_classifier(card.architecture, "imagenet", card.labels)
-        norm = built.input.normalization
-        if norm is None:
-            raise ConfigError(f"{card.architecture} has no normalisation to rebuild it with")
-        classifier = NormalizedClassifier(built.model, norm.mean, norm.std)
+    elif weights.startswith("torchvision"):
+        classifier = _torchvision_classifier(card, "imagenet")
+    elif weights.startswith(STATE_DICT_SOURCE):
+        # The frozen archive keeps no state dict: re-read the file it was exported from (the
+        # parity check below refuses it if that file has changed since).
+        classifier = _torchvision_classifier(card, weights.removeprefix(STATE_DICT_SOURCE))
     else:
         raise ConfigError(
             f"{card.name} ({card.architecture}) cannot be rebuilt as an eager model from its "
-            "archive; quantize a SmallCNN archive or a torchvision-pretrained export"
+            "archive; quantize a SmallCNN archive, a torchvision-pretrained export or an export "
+            "of a state dict file that is still there"
         )
     eager = exported_classifier(classifier, last_linear_name(classifier.backbone))
     try:
@@ -170,6 +177,15 @@ def eager_classifier(loaded: LoadedModel) -> ExportedClassifier:
         message = f"the rebuilt eager model differs from the archive: {error}"
         raise QuantizationError(message) from error
     return eager
+
+
+def _torchvision_classifier(card: ModelCard, weights: str) -> NormalizedClassifier:
+    """A torchvision architecture with `weights` (as `export --weights` takes them)."""
+    built = build_classifier(card.architecture, weights, card.labels)
+    norm = built.input.normalization
+    if norm is None:
+        raise ConfigError(f"{card.architecture} has no normalisation to rebuild it with")
+    return NormalizedClassifier(built.model, norm.mean, norm.std)
 
 
 def compare(
