@@ -20,8 +20,12 @@ fi
 [ -x "$root/.venv/bin/python" ] || make -C "$root" install
 
 cd "$root"  # the targets' commands run from here (.venv, python -m app)
-.venv/bin/python -m bench.peer_model --harness "$harness" --inputs "$BENCH_WORK/inputs" \
-  --out "$models" --int8
+# Built once (PEER_REBUILD=1 builds again): a new build is a new sha256, which the service tunes
+# afresh at its first start, under whatever load that start meets.
+if [ ! -f "$models/peer-models.json" ] || [ -n "${PEER_REBUILD:-}" ]; then
+  .venv/bin/python -m bench.peer_model --harness "$harness" --inputs "$BENCH_WORK/inputs" \
+    --out "$models" --int8
+fi
 
 # One model per store, the other tasks off; the tuning profile kept with the models.
 serve() {
@@ -29,6 +33,15 @@ serve() {
   printf 'VISION_DEFAULT_SEGMENTER=none VISION_TUNING_DIR=%q ' "$models/tuning"
   printf 'VISION_LOG_LEVEL=WARNING VISION_PORT={port} exec .venv/bin/python -m app'
 }
+# Each store's runtime and batch size measured now, before the rounds, not in a round's first
+# start (PEER_TUNE=0 keeps the profiles of an earlier run).
+if [ "${PEER_TUNE:-1}" != 0 ]; then
+  for store in fp32/resnet18-peer int8/resnet18-peer-int8; do
+    env VISION_MODEL_DIR="$models/${store%%/*}" VISION_DEFAULT_CLASSIFIER="${store##*/}" \
+      VISION_DEFAULT_DETECTOR=none VISION_DEFAULT_SEGMENTER=none \
+      VISION_TUNING_DIR="$models/tuning" VISION_LOG_LEVEL=INFO .venv/bin/python -m app tune
+  done
+fi
 # /classify answers the top 5 by default (top_k=5), as the peers do.
 url='http://127.0.0.1:{port}/classify'
 exec bash "$harness/run.sh" --targets ceiling,naive,litserve,torchserve \
