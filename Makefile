@@ -143,3 +143,6 @@ compose-test: $(STAMP)
 
 compose-bench: $(STAMP)
 	$(PY) -m scripts.compose_bench
+
+compose-gallery: $(STAMP)
+	$(PY) -m scripts.compose_gallery

@@ -31,6 +31,8 @@ def main() -> None:
     args = _parser().parse_args()
     env = {
         "VISION_API_KEYS": "",
+        # Compose 1.29 does not start a named service's profiled dependencies (postgres).
+        "COMPOSE_PROFILES": "scale",
         "VISION_INFERENCE_THREADS": str(args.inference_threads),
         "VISION_TORCH_THREADS": str(args.torch_threads),
     }

@@ -109,13 +109,18 @@ def encode_multipart(files: list[tuple[str, bytes]]) -> tuple[str, bytes]:
 
 
 def request_json(
-    url: str, body: bytes | None = None, content_type: str = "", timeout_s: float = 120
+    url: str,
+    body: bytes | None = None,
+    content_type: str = "",
+    timeout_s: float = 120,
+    *,
+    method: str | None = None,
 ) -> tuple[int, Any]:
-    """(status, decoded JSON) of a GET, or of a POST when there is a body."""
+    """(status, decoded JSON or None) of a GET, of a POST when there is a body, or of `method`."""
     headers = {"Content-Type": content_type} if content_type else {}
-    request = urllib.request.Request(url, data=body, headers=headers)
+    request = urllib.request.Request(url, data=body, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            return response.status, json.loads(response.read())
+            return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        return error.code, json.loads(error.read() or b"null")

@@ -31,8 +31,15 @@ class PostgresGalleryStore(SqlGalleryStore):
         self.location = f"postgresql://{params.get('host', '')}:{params.get('port', '')}/" + str(
             params.get("dbname", "")
         )
+        # check: a pooled connection is tried before use, so a restarted server costs no request
+        # (without it, each connection opened before the restart failed one request with a 500).
         self._pool = ConnectionPool(
-            url, min_size=1, max_size=_POOL_SIZE, timeout=_CONNECT_TIMEOUT_S, open=False
+            url,
+            min_size=1,
+            max_size=_POOL_SIZE,
+            timeout=_CONNECT_TIMEOUT_S,
+            open=False,
+            check=ConnectionPool.check_connection,
         )
         self._pool.open(wait=True, timeout=_CONNECT_TIMEOUT_S)
         self.create_schema()
