@@ -52,7 +52,9 @@ def _one_start(store: Path, tuning_dir: Path, args: argparse.Namespace) -> dict[
     env = os.environ | {"VISION_MODEL_DIR": str(store), "VISION_TUNING_DIR": str(tuning_dir)}
     env |= {"VISION_LOG_LEVEL": "WARNING"} | dict(item.split("=", 1) for item in args.env)
     subprocess.run([sys.executable, "-m", "app", "tune"], env=env, cwd=ROOT, check=True)
-    profile = json.loads((tuning_dir / f"{args.model}.json").read_text())
+    # The service keeps a profile per version (`name@version.json`); the store holds one model.
+    (path,) = tuning_dir.glob(f"{args.model}@*.json")
+    profile = json.loads(path.read_text())
     tuning: dict[str, object] = profile["tuning"]
     return tuning
 
