@@ -26,7 +26,7 @@ from typing import Any
 from PIL import Image, ImageOps
 
 from scripts import gallery_photos
-from scripts.stack import Stack, StackError, docker, encode_multipart, request_json
+from scripts.stack import Stack, StackError, docker, encode_multipart, expect, request_json
 
 GALLERY = "demo"
 MODEL = "imagenet-mobilenet-v2"  # the default classifier, as in scripts/gallery_demo.sh
@@ -138,7 +138,7 @@ def check_demo(call: Call, photos: Photos) -> dict[str, Any]:
     status, answer = call(
         "PUT", f"/galleries/{GALLERY}", json.dumps({"model": MODEL}).encode(), "application/json"
     )
-    _expect(status == 201, f"PUT /galleries/{GALLERY} answered {status}: {answer}")
+    expect(status == 201, f"PUT /galleries/{GALLERY} answered {status}: {answer}")
     for product in DEMO_PRODUCTS:
         add_product(call, product, photos.references[product])
     return check_gallery(call, photos, DEMO_PRODUCTS)
@@ -149,24 +149,24 @@ def add_product(call: Call, product: str, references: list[bytes]) -> None:
     content_type, body = encode_multipart([(f"{n}.jpg", data) for n, data in enumerate(references)])
     path = f"/galleries/{GALLERY}/products/{product}/references"
     status, answer = call("POST", path, body, content_type)
-    _expect(status == 200, f"POST {path} answered {status}: {answer}")
-    _expect(answer["added"] == len(references), f"{product}: every reference stored: {answer}")
+    expect(status == 200, f"POST {path} answered {status}: {answer}")
+    expect(answer["added"] == len(references), f"{product}: every reference stored: {answer}")
 
 
 def check_gallery(call: Call, photos: Photos, products: tuple[str, ...]) -> dict[str, Any]:
     """The gallery lists `products` with 3 references each; new cat -> match, rocket -> unknown."""
     listed = listed_products(call)
-    _expect(listed == dict.fromkeys(products, 3), f"products {products} listed: {listed}")
+    expect(listed == dict.fromkeys(products, 3), f"products {products} listed: {listed}")
     content_type, body = encode_multipart(
         [("new-cat.jpg", photos.new_cat), ("rocket.jpg", photos.rocket)]
     )
     status, answer = call("POST", f"/galleries/{GALLERY}/match?top_k=2", body, content_type)
-    _expect(status == 200, f"POST /galleries/{GALLERY}/match answered {status}: {answer}")
+    expect(status == 200, f"POST /galleries/{GALLERY}/match answered {status}: {answer}")
     cat, rocket = answer["results"]
     best = cat["matches"][0]
-    _expect(cat["decision"] == "match", f"new-cat.jpg is a match: {cat}")
-    _expect(best["product_id"] == "cat-chelsea", f"new-cat.jpg is cat-chelsea: {best}")
-    _expect(rocket["decision"] == "unknown", f"rocket.jpg is unknown: {rocket}")
+    expect(cat["decision"] == "match", f"new-cat.jpg is a match: {cat}")
+    expect(best["product_id"] == "cat-chelsea", f"new-cat.jpg is cat-chelsea: {best}")
+    expect(rocket["decision"] == "unknown", f"rocket.jpg is unknown: {rocket}")
     outcome = {
         "products": listed,
         "threshold": answer["threshold"],
@@ -180,7 +180,7 @@ def check_gallery(call: Call, photos: Photos, products: tuple[str, ...]) -> dict
 def listed_products(call: Call) -> dict[str, int]:
     """GET /galleries/{GALLERY}: product id -> reference count."""
     status, answer = call("GET", f"/galleries/{GALLERY}", None, "")
-    _expect(status == 200, f"GET /galleries/{GALLERY} answered {status}: {answer}")
+    expect(status == 200, f"GET /galleries/{GALLERY} answered {status}: {answer}")
     return {p["product_id"]: p["references"] for p in answer["products"]}
 
 
@@ -191,15 +191,15 @@ def check_shared(writer: Call, reader: Call, photos: Photos) -> dict[str, Any]:
     polls = 0
     while EXTRA_PRODUCT not in listed_products(reader):
         polls += 1
-        _expect(time.perf_counter() - added < 30, f"{EXTRA_PRODUCT} listed by the other replica")
+        expect(time.perf_counter() - added < 30, f"{EXTRA_PRODUCT} listed by the other replica")
         time.sleep(0.2)
     seen_s = time.perf_counter() - added
     content_type, body = encode_multipart([("new-astronaut.jpg", photos.new_astronaut)])
     status, answer = reader("POST", f"/galleries/{GALLERY}/match?top_k=3", body, content_type)
-    _expect(status == 200, f"match on the other replica answered {status}: {answer}")
+    expect(status == 200, f"match on the other replica answered {status}: {answer}")
     (result,) = answer["results"]
     best = result["matches"][0]
-    _expect(best["product_id"] == EXTRA_PRODUCT, f"new astronaut is {EXTRA_PRODUCT}: {result}")
+    expect(best["product_id"] == EXTRA_PRODUCT, f"new astronaut is {EXTRA_PRODUCT}: {result}")
     outcome = {
         "seen_after_s": round(seen_s, 2),
         "polls_before_seen": polls,
@@ -281,11 +281,6 @@ def _jpeg(image: Image.Image) -> bytes:
     buffer = BytesIO()
     image.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
-
-
-def _expect(condition: bool, what: str) -> None:
-    if not condition:
-        raise StackError(f"check failed: {what}")
 
 
 def _parser() -> argparse.ArgumentParser:

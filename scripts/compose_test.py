@@ -13,7 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench.photos import load_photos
-from scripts.stack import Stack, StackError, container_state, docker, encode_multipart, request_json
+from scripts.stack import (
+    Stack,
+    container_state,
+    docker,
+    encode_multipart,
+    expect,
+    request_json,
+)
 
 IMAGE = "visionserve:cpu"
 EXPECTED_LABEL = "espresso"  # scikit-image's `coffee` photo
@@ -70,15 +77,15 @@ def check_image(image: str) -> float:
     (config,) = json.loads(docker("image", "inspect", image))
     settings = config["Config"]
     user = settings.get("User") or config.get("User")  # podman reports some at the top level
-    _expect(user not in (None, "", "root", "0"), f"image runs as a non-root user: {user!r}")
+    expect(user not in (None, "", "root", "0"), f"image runs as a non-root user: {user!r}")
     healthcheck = settings.get("Healthcheck") or config.get("Healthcheck")
-    _expect(healthcheck is not None, "image has a HEALTHCHECK")
-    _expect(settings.get("Cmd") == ["python", "-m", "app"], f"exec-form CMD: {settings['Cmd']}")
+    expect(healthcheck is not None, "image has a HEALTHCHECK")
+    expect(settings.get("Cmd") == ["python", "-m", "app"], f"exec-form CMD: {settings['Cmd']}")
     probe = json.loads(docker("run", "--rm", *NOFILE, image, "python", "-c", IMAGE_PROBE))
-    _expect(probe["uid"] != 0, f"non-root user: uid {probe['uid']}")
-    _expect(not probe["compilers"], f"no compilers: {probe['compilers']}")
-    _expect(not probe["dev_packages"], f"no training or dev packages: {probe['dev_packages']}")
-    _expect("imagenet-mobilenet-v2" in probe["models"], f"models baked in: {probe['models']}")
+    expect(probe["uid"] != 0, f"non-root user: uid {probe['uid']}")
+    expect(not probe["compilers"], f"no compilers: {probe['compilers']}")
+    expect(not probe["dev_packages"], f"no training or dev packages: {probe['dev_packages']}")
+    expect("imagenet-mobilenet-v2" in probe["models"], f"models baked in: {probe['models']}")
     size_mb = round(float(config["Size"]) / 1e6, 1)
     logger.info("image %s: %.1f MB, %s", image, size_mb, probe)
     return size_mb
@@ -88,20 +95,20 @@ def check_classify(base: str, photo: bytes) -> None:
     """A real photo comes back as what it shows; a bad file in a batch fails alone."""
     content_type, body = encode_multipart([("coffee.jpg", photo), ("notes.jpg", b"not a photo")])
     status, answer = request_json(f"{base}/classify?top_k=3", body, content_type)
-    _expect(status == 200, f"POST /classify answered {status}: {answer}")
+    expect(status == 200, f"POST /classify answered {status}: {answer}")
     good, bad = answer["results"]
     top = good["predictions"][0]
-    _expect(top["label"] == EXPECTED_LABEL, f"coffee.jpg is {EXPECTED_LABEL}: got {top}")
-    _expect(bad["error"]["code"] == "invalid_image", f"a bad file fails alone: {bad}")
+    expect(top["label"] == EXPECTED_LABEL, f"coffee.jpg is {EXPECTED_LABEL}: got {top}")
+    expect(bad["error"]["code"] == "invalid_image", f"a bad file fails alone: {bad}")
     status, answer = request_json(f"{base}/classify", photo, "image/jpeg")
-    _expect(status == 200, f"raw image/jpeg body answered {status}: {answer}")
+    expect(status == 200, f"raw image/jpeg body answered {status}: {answer}")
     logger.info("classify: coffee.jpg -> %s (%.3f)", top["label"], top["score"])
 
 
 def check_detect(base: str, photo: bytes) -> None:
     """POST /detect with every served detector; skipped until one is served."""
     status, listing = request_json(f"{base}/models")
-    _expect(status == 200, f"GET /models answered {status}")
+    expect(status == 200, f"GET /models answered {status}")
     detectors = [m["card"]["name"] for m in listing["models"] if m["card"]["task"] == "detect"]
     if not detectors:
         logger.info("detect: no detection model served, /detect not checked")
@@ -109,9 +116,9 @@ def check_detect(base: str, photo: bytes) -> None:
     content_type, body = encode_multipart([("coffee.jpg", photo)])
     for name in detectors:
         status, answer = request_json(f"{base}/detect?model={name}", body, content_type)
-        _expect(status == 200, f"POST /detect?model={name} answered {status}: {answer}")
+        expect(status == 200, f"POST /detect?model={name} answered {status}: {answer}")
         (result,) = answer["results"]
-        _expect(isinstance(result.get("detections"), list), f"detections listed: {result}")
+        expect(isinstance(result.get("detections"), list), f"detections listed: {result}")
         logger.info("detect %s: %d detection(s)", name, len(result["detections"]))
 
 
@@ -131,18 +138,13 @@ def check_drain(stack: Stack, base: str, photo: bytes) -> dict[str, float]:
         stack.compose("stop", "api")  # SIGTERM, then up to stop_grace_period
         stop_s = time.perf_counter() - stopping
         answers = [future.result() for future in pending]
-    _expect(all(a[:2] == (200, 32) for a in answers), f"in-flight batches answered: {answers}")
+    expect(all(a[:2] == (200, 32) for a in answers), f"in-flight batches answered: {answers}")
     last_answer_s = max(a[2] for a in answers) - stopping
-    _expect(last_answer_s > 0, "some batch was still in flight when SIGTERM arrived")
+    expect(last_answer_s > 0, "some batch was still in flight when SIGTERM arrived")
     exit_code = container_state(container)["ExitCode"]
-    _expect(exit_code == 0, f"clean exit after draining: exit code {exit_code}")
+    expect(exit_code == 0, f"clean exit after draining: exit code {exit_code}")
     logger.info("drain: 6 x 32 images answered, the last %.1f s after SIGTERM", last_answer_s)
     return {"last_answer_after_sigterm_s": round(last_answer_s, 1), "stop_s": round(stop_s, 1)}
-
-
-def _expect(condition: bool, what: str) -> None:
-    if not condition:
-        raise StackError(f"check failed: {what}")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -24,6 +24,12 @@ class StackError(RuntimeError):
     """The stack did not do what a check expected."""
 
 
+def expect(condition: bool, what: str) -> None:
+    """Raise StackError naming `what` unless `condition` holds."""
+    if not condition:
+        raise StackError(f"check failed: {what}")
+
+
 @dataclass
 class Stack:
     """A compose project published on 127.0.0.1:port, isolated from a developer's own."""
