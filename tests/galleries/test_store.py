@@ -1,6 +1,8 @@
 """Both gallery stores, SQLite and a real PostgreSQL server, behave alike."""
 
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from app.errors import GalleryConflict, GalleryFull, GalleryNotFound, ProductNot
 from app.galleries.cache import IndexCache
 from app.galleries.records import GalleryLimits, NewGallery, NewReference
 from app.galleries.sql import SqlGalleryStore
+from app.galleries.sqlite import SqliteGalleryStore
 
 LIMITS = GalleryLimits(max_references_per_product=6, max_products_per_gallery=3)
 DIM = 8
@@ -140,3 +143,37 @@ async def test_replica_copies_fetch_additions_and_reload_after_removals(
     gallery_store.add_references("shop", "c", references(1, seed=3), LIMITS)
     reloaded = await cache.current(gallery_store.gallery("shop"))
     assert reloaded.snapshot.product_ids == ("b",) * 3 + ("c",)
+
+
+def test_sqlite_keeps_a_connection_per_thread_and_reopens_after_close(tmp_path: Path) -> None:
+    store = SqliteGalleryStore(tmp_path)
+    store.create_gallery(new_gallery())
+    opened: list[object] = []
+    real_connect = store._connect
+
+    def counting_connect() -> sqlite3.Connection:
+        connection = real_connect()
+        opened.append(connection)
+        return connection
+
+    store._connect = counting_connect  # type: ignore[method-assign]
+    for _ in range(5):
+        assert store.gallery("shop").name == "shop"
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda _: store.gallery("shop"), range(20)))
+    assert 2 <= len(opened) <= 3  # this thread's and at most one per pool thread
+    store.close()
+    assert store.gallery("shop").name == "shop"  # a closed connection is not reused
+    assert len(opened) <= 4
+
+
+def test_sqlite_connection_survives_a_failed_write(tmp_path: Path) -> None:
+    store = SqliteGalleryStore(tmp_path)
+    store.create_gallery(new_gallery())
+    store.add_references("shop", "red", references(3), LIMITS)
+    with pytest.raises(GalleryFull):
+        store.add_references("shop", "red", references(4, seed=3), LIMITS)
+    # The refused addition was rolled back on this thread's connection, which still works.
+    assert [p.references for p in store.products("shop")] == [3]
+    store.add_references("shop", "blue", references(1, seed=4), LIMITS)
+    assert store.gallery("shop").references == 4
