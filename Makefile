@@ -131,7 +131,9 @@ peer-bench: $(STAMP)
 	bash scripts/peer_bench.sh $(PEER_BENCH_ARGS)
 
 # Hostile-traffic probes (README "Hardening"): about 10 minutes; --root DIR measures other code.
+# The overload-wrk probe times answers with wrk, a C load generator (apt).
 stress: $(STAMP)
+	@command -v wrk >/dev/null || $(APT_INSTALL) wrk || (apt-get update -qq && $(APT_INSTALL) wrk)
 	$(PY) -m bench.stress
 
 # The container deployment (README "Deployment"); needs docker or the container sandbox, not in CI.

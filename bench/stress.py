@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import attacks, shutdown
+from bench.overload_wrk import overload_wrk
 from bench.service import Service, running_service
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +26,7 @@ PROBES: dict[str, tuple[dict[str, str], Probe]] = {
     "memory": ({}, attacks.large_uploads),
     "idle": ({}, attacks.idle_connections),
     "overload": ({"VISION_QUEUE_LIMIT": "16"}, attacks.overload),
+    "overload-wrk": ({"VISION_QUEUE_LIMIT": "16"}, overload_wrk),
     "disconnect": ({}, attacks.disconnects),
     "sigterm": ({}, lambda service: shutdown.sigterm(service, arrivals=False)),
     "sigterm-arrivals": ({}, lambda service: shutdown.sigterm(service, arrivals=True)),
