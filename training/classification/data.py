@@ -30,11 +30,12 @@ from training.classification.fashion_mnist import (
 )
 from training.classification.images import ArrayImages, FileImages, LabeledImages
 from training.core.datacheck import DatasetError
+from training.core.stamp_products import STAMP_PRODUCTS, resolve_stamp_products
 
 logger = logging.getLogger(__name__)
 
 BUILTIN_PREFIX = "builtin:"
-BUILTINS = ("fashion-mnist",)
+BUILTINS = ("fashion-mnist", "stamp-products")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,10 +60,11 @@ class DataSplits:
 
 def load_data(config: TrainConfig) -> tuple[DataSplits, DatasetReport]:
     """Load, split, subset and check the data set named by `config.data`."""
-    if config.data.startswith(BUILTIN_PREFIX):
+    folder = _generated_folder(config.data, config.workers or 4)
+    if config.data.startswith(BUILTIN_PREFIX) and folder is None:
         data, corrupt, ignored = _load_builtin(config), [], []
     else:
-        scan = scan_folder(Path(config.data), config.workers or 4)
+        scan = scan_folder(folder or Path(config.data), config.workers or 4)
         data, corrupt, ignored = _from_scan(scan, config), scan.corrupt, scan.ignored
     if config.max_per_class is not None:
         data = _limit_per_class(data, config.max_per_class, config.seed)
@@ -76,12 +78,12 @@ def load_data(config: TrainConfig) -> tuple[DataSplits, DatasetReport]:
 
 def load_split(source: str, split: str, workers: int = 4) -> tuple[tuple[str, ...], LabeledImages]:
     """One split folder of a data source (`all`: a folder of class folders), with class names."""
-    if source.startswith(BUILTIN_PREFIX):
-        _builtin_name(source)
+    folder = _generated_folder(source, workers)
+    if source.startswith(BUILTIN_PREFIX) and folder is None:
         if split not in FASHION_MNIST_FILES:
             raise DatasetError(f"{source} has the splits {', '.join(FASHION_MNIST_FILES)}")
         return FASHION_MNIST_CLASSES, fashion_mnist_images(split)
-    scan = scan_folder(Path(source), workers)
+    scan = scan_folder(folder or Path(source), workers)
     if split not in scan.splits:
         found = ", ".join(
             f"{name}/" if name != "all" else "class folders only" for name in scan.splits
@@ -114,6 +116,15 @@ def stratified_split(
             start += max(count, 0)
         parts[0] += order[start:]
     return [sorted(part) for part in parts]
+
+
+def _generated_folder(source: str, workers: int) -> Path | None:
+    """The folder of a built-in set that is generated as an ImageFolder (once), else None."""
+    if source.startswith(BUILTIN_PREFIX):
+        _builtin_name(source)
+    if source != STAMP_PRODUCTS:
+        return None
+    return resolve_stamp_products(max(workers, 1))
 
 
 def _builtin_name(source: str) -> str:

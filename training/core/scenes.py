@@ -100,7 +100,8 @@ def check_sources() -> None:
     """Raise ScenesUnavailable with the install command when the packages are missing."""
     if not STAMP_ROOT.is_dir() or not BACKGROUND_ROOT.is_dir():
         raise ScenesUnavailable(
-            f"builtin:scenes needs the Debian packages {' and '.join(PACKAGES)}: "
+            "builtin:scenes and builtin:stamp-products need the Debian packages "
+            f"{' and '.join(PACKAGES)}: "
             f"apt-get install -y {' '.join(PACKAGES)} (or `make scenes-data`)"
         )
 
@@ -123,15 +124,17 @@ def stamp_files() -> dict[str, tuple[Path, ...]]:
 
 
 @cache
-def _stamp(path: Path) -> Image.Image:
+def load_stamp(path: Path) -> Image.Image:
+    """A stamp PNG as RGBA, read once per process."""
     image = Image.open(path)
     image.load()
     return image.convert("RGBA")
 
 
 @cache
-def _background(name: str) -> Image.Image:
-    image = Image.open(BACKGROUND_ROOT / name).convert("RGB")
+def load_background(path: Path) -> Image.Image:
+    """A background photo as RGB, at most 1400 px a side, read once per process."""
+    image = Image.open(path).convert("RGB")
     image.thumbnail((_BACKGROUND_CACHE_SIDE, _BACKGROUND_CACHE_SIDE))
     return image
 
@@ -168,7 +171,7 @@ def _render(
 
 
 def _background_crop(rng: np.random.Generator, longer_side: int) -> Image.Image:
-    source = _background(BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))])
+    source = load_background(BACKGROUND_ROOT / BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))])
     aspect = _ASPECTS[int(rng.integers(len(_ASPECTS)))]
     width, height = (longer_side, round(longer_side / aspect))
     if aspect < 1:
@@ -192,7 +195,7 @@ def _cutout(
     category = int(rng.integers(len(CLASSES)))
     files = stamp_files()[list(CLASSES)[category]]
     path = files[int(rng.integers(len(files)))]
-    stamp = _stamp(path)
+    stamp = load_stamp(path)
     scale = np.exp(rng.uniform(np.log(config.min_scale), np.log(config.max_scale)))
     target = scale * max(canvas.size) / max(stamp.size)
     size = (max(4, round(stamp.width * target)), max(4, round(stamp.height * target)))

@@ -2,7 +2,10 @@
 
 The model folder is loaded and every image decoded as the service does (training's artifact
 path); the products are a data set's classes: the first ones go into the gallery, the last
-`--unknown-classes` play products that are not in it (plus any `--unknown` images).
+`--unknown-classes` play products that are not in it (plus any `--unknown` images). With
+`--reference-split` the references come from that split (e.g. photos on other backgrounds than
+the queries') and every image of `--split` is a query; `--threshold card` measures the card's
+recorded threshold instead of choosing one.
 """
 
 import argparse
@@ -38,11 +41,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--model", type=Path, required=True, help="models/<name> (a classifier that embeds)")
     add("--data", required=True, help="ImageFolder DIR (a folder per product) or builtin:NAME")
     add("--split", default="test", help="the split folder to draw from (default test)")
+    add(
+        "--reference-split",
+        help="draw the references from this split instead (its products as --split's); "
+        "every --split image is then a query",
+    )
     add("--references", type=int, default=5, help="reference photos per product")
     add("--unknown-classes", type=int, default=None, help="last N products left out (half)")
     add("--unknown", action="append", default=[], help="more not-in-gallery images: DIR|builtin")
     add("--per-class", type=int, default=200, help="images per product at most (seeded)")
     add("--target-unknown-rate", type=float, default=0.9)
+    add(
+        "--threshold",
+        help="measure this similarity threshold (a number, or `card`: the card's recorded one) "
+        "instead of choosing one per draw",
+    )
     add("--draws", type=int, default=5, help="independent gallery draws (median and range)")
     add("--json", type=Path, help="also write the figures here")
     add("--write-card", action="store_true", help="record the threshold in the model's card")
@@ -55,18 +68,26 @@ def evaluate_gallery(args: argparse.Namespace) -> int:
     loaded = load_classifier(args.model)
     if not loaded.card.embeds:
         raise DatasetError(f"{args.model} has no embedding output; it cannot match galleries")
-    known, unknown, description = _query_sets(loaded, args)
+    known, unknown, pool, description = _query_sets(loaded, args)
     plan = FewShotPlan(
-        references=args.references, target_unknown_rate=args.target_unknown_rate, draws=args.draws
+        references=args.references,
+        target_unknown_rate=args.target_unknown_rate,
+        draws=args.draws,
+        threshold=_given_threshold(loaded.card, args.threshold),
     )
-    summary = summarise(run_draws(known, unknown, plan))
+    summary = summarise(run_draws(known, unknown, plan, pool))
+    queries = len(known.products)
+    if pool is None:
+        queries -= args.references * len(product_ids(known.products))
     report = {
         "model": loaded.card.name,
         "sha256": loaded.sha256,
         "data": description,
         "references": args.references,
         "draws": args.draws,
-        "known_queries": len(known.products) - args.references * len(product_ids(known.products)),
+        "reference_split": args.reference_split,
+        "threshold_given": plan.threshold,
+        "known_queries": queries,
         "unknown_queries": len(unknown.products),
         "figures": summary,
     }
@@ -74,11 +95,25 @@ def evaluate_gallery(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.write_card:
+        if plan.threshold is not None:
+            raise DatasetError("--write-card records a chosen threshold; drop --threshold")
         _write_card(loaded, args.model.parent, summary, description, args.references)
     return 0
 
 
-def _query_sets(loaded: LoadedModel, args: argparse.Namespace) -> tuple[QuerySet, QuerySet, str]:
+def _given_threshold(card: ModelCard, given: str | None) -> float | None:
+    if given is None:
+        return None
+    if given != "card":
+        return float(given)
+    if card.similarity is None:
+        raise DatasetError(f"{card.name}'s card records no similarity threshold")
+    return card.similarity.threshold
+
+
+def _query_sets(
+    loaded: LoadedModel, args: argparse.Namespace
+) -> tuple[QuerySet, QuerySet, QuerySet | None, str]:
     classes, images = load_split(args.data, args.split, args.workers)
     images = _per_class(images, args.per_class)
     left_out = args.unknown_classes if args.unknown_classes is not None else len(classes) // 2
@@ -94,11 +129,27 @@ def _query_sets(loaded: LoadedModel, args: argparse.Namespace) -> tuple[QuerySet
         embeddings=unknown_embeddings, products=torch.full((len(unknown_embeddings),), -1)
     )
     names = ", ".join(classes[len(classes) - left_out :])
+    pool = _reference_pool(loaded, args, classes, len(classes) - left_out)
+    references = f" (references from {args.reference_split})" if pool is not None else ""
     description = (
-        f"{args.data} {args.split}: {len(classes) - left_out} products in the gallery, "
-        f"not in it: {names}" + "".join(f" + {source}" for source in args.unknown)
+        f"{args.data} {args.split}{references}: {len(classes) - left_out} products in the "
+        f"gallery, not in it: {names}" + "".join(f" + {source}" for source in args.unknown)
     )
-    return known, unknown, description
+    return known, unknown, pool, description
+
+
+def _reference_pool(
+    loaded: LoadedModel, args: argparse.Namespace, classes: tuple[str, ...], in_gallery: int
+) -> QuerySet | None:
+    """The gallery products' images of --reference-split, when one is named."""
+    if args.reference_split is None:
+        return None
+    pool_classes, images = load_split(args.data, args.reference_split, args.workers)
+    if pool_classes != classes:
+        raise DatasetError(f"{args.reference_split} and {args.split} have different products")
+    images = _per_class(images, args.per_class)
+    images = images.select([i for i, target in enumerate(images.targets) if target < in_gallery])
+    return QuerySet(embeddings=_embed(loaded, images, args), products=torch.tensor(images.targets))
 
 
 def _embed(loaded: LoadedModel, images: LabeledImages, args: argparse.Namespace) -> torch.Tensor:

@@ -5,7 +5,11 @@ are the known queries; images of products not in the gallery are the unknown que
 gets the products ranked by their best reference's cosine similarity (exactly the service's
 search) and is `match` when the best similarity is at or above the threshold. The threshold is
 chosen on one half of the queries (the share of unknown queries answered `unknown` reaches the
-target) and measured on the other half, so the reported rates are held out.
+target) and measured on the other half, so the reported rates are held out; or it is given (a
+card's), and only measured.
+
+With a separate reference pool (photos kept for references, e.g. on other backgrounds), the K
+references come from the pool and every known image is a query.
 """
 
 from dataclasses import dataclass
@@ -42,28 +46,36 @@ class FewShotPlan:
     target_unknown_rate: float = 0.9
     draws: int = 5
     seed: int = 0
+    threshold: float | None = None  # given: measured as is instead of chosen per draw
 
 
-def run_draws(known: QuerySet, unknown: QuerySet, plan: FewShotPlan) -> list[DrawResult]:
-    """Every draw's held-out figures."""
+def run_draws(
+    known: QuerySet, unknown: QuerySet, plan: FewShotPlan, pool: QuerySet | None = None
+) -> list[DrawResult]:
+    """Every draw's held-out figures (references from `pool` when given, else from `known`)."""
     return [
-        run_draw(known, unknown, plan, np.random.default_rng(plan.seed + draw))
+        run_draw(known, unknown, plan, np.random.default_rng(plan.seed + draw), pool)
         for draw in range(plan.draws)
     ]
 
 
 def run_draw(
-    known: QuerySet, unknown: QuerySet, plan: FewShotPlan, rng: np.random.Generator
+    known: QuerySet,
+    unknown: QuerySet,
+    plan: FewShotPlan,
+    rng: np.random.Generator,
+    pool: QuerySet | None = None,
 ) -> DrawResult:
     """Draw the gallery, rank every query, choose the threshold on one half, measure the other."""
-    gallery, queries = _draw_gallery(known.products, plan.references, rng)
-    ref_products = known.products[gallery]
-    scores, ranked = _rank(known.embeddings[queries], known.embeddings[gallery], ref_products)
-    unknown_best = _rank(unknown.embeddings, known.embeddings[gallery], ref_products)[0][:, 0]
-    truth = known.products[queries]
-    _, test_known = _halves(len(queries), rng)  # the threshold is fitted on unknowns only
+    gallery, queries = _split_gallery(known, pool, plan.references, rng)
+    scores, ranked = _rank(queries.embeddings, gallery.embeddings, gallery.products)
+    unknown_best = _rank(unknown.embeddings, gallery.embeddings, gallery.products)[0][:, 0]
+    truth = queries.products
+    _, test_known = _halves(len(truth), rng)  # the threshold is fitted on unknowns only
     fit_unknown, test_unknown = _halves(len(unknown_best), rng)
-    threshold = choose_threshold(unknown_best[fit_unknown], plan.target_unknown_rate)
+    threshold = plan.threshold
+    if threshold is None:
+        threshold = choose_threshold(unknown_best[fit_unknown], plan.target_unknown_rate)
     test_scores, test_ranked, test_truth = (
         scores[test_known],
         ranked[test_known],
@@ -87,6 +99,22 @@ def choose_threshold(unknown_best: torch.Tensor, target_unknown_rate: float) -> 
     position = min(int(np.ceil(target_unknown_rate * len(ordered))), len(ordered) - 1)
     # `unknown` is best < threshold: the threshold sits just above the position-th lowest.
     return float(ordered[position - 1]) + 1e-6 if position > 0 else float(ordered[0])
+
+
+def _split_gallery(
+    known: QuerySet, pool: QuerySet | None, references: int, rng: np.random.Generator
+) -> tuple[QuerySet, QuerySet]:
+    """The gallery's references and the known queries: K of each product's images and the rest,
+    or K of each product's pool images and every known image."""
+    if pool is None:
+        gallery, queries = _draw_gallery(known.products, references, rng)
+        return _subset(known, gallery), _subset(known, queries)
+    gallery, _ = _draw_gallery(pool.products, references, rng)
+    return _subset(pool, gallery), known
+
+
+def _subset(images: QuerySet, indices: torch.Tensor) -> QuerySet:
+    return QuerySet(embeddings=images.embeddings[indices], products=images.products[indices])
 
 
 def _draw_gallery(
