@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
@@ -22,7 +22,7 @@ from app.errors import NotReady, Overloaded
 from app.request_context import current_request_id
 from app.runtime.threads import (
     BusyWorkers,
-    intra_op_threads,
+    lone_batch_executor,
     lower_thread_priority,
     pin_intra_op_threads,
 )
@@ -283,10 +283,11 @@ class DynamicBatcher(Generic[In, Out]):
         if self._policy.lone_threads <= 1:  # off (the default): no book-keeping per batch
             return self._run_batch(items)
         with _BUSY_WORKERS.running() as alone:
-            lone = alone and self._queue.empty() and self._incoming == 0
-            threads = self._policy.lone_threads if lone else 0
-            with intra_op_threads(threads) if threads > 1 else nullcontext():
+            if not (alone and self._queue.empty() and self._incoming == 0):
                 return self._run_batch(items)
+            # Handed to the process's one lone-batch thread (runtime/threads.py says why).
+            lone = lone_batch_executor(self._policy.lone_threads, self._policy.nice)
+            return lone.submit(self._run_batch, items).result()
 
 
 def _request_ids(batch: list[_Pending[In, Out]]) -> str:

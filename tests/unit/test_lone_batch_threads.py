@@ -8,7 +8,7 @@ import torch
 
 from app.runtime.batching import BatchPolicy, DynamicBatcher
 from app.runtime.device import plan_lone_threads
-from app.runtime.threads import intra_op_threads
+from app.runtime.threads import lone_batch_executor
 
 pytestmark = pytest.mark.anyio
 
@@ -81,17 +81,45 @@ async def test_without_lone_threads_every_batch_keeps_the_workers_threads() -> N
     assert seen == {1: torch.get_num_threads()}
 
 
-def test_intra_op_threads_are_restored_even_when_the_block_fails() -> None:
-    before = torch.get_num_threads()
-    with pytest.raises(RuntimeError), intra_op_threads(before + 2):
-        assert torch.get_num_threads() == before + 2
-        raise RuntimeError("forward failed")
-    assert torch.get_num_threads() == before
-
-
 def test_lone_threads_plan() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert plan_lone_threads(cpu, 1, 4) == 4
     assert plan_lone_threads(cpu, 2, 1) == 2  # never fewer than the workers' own
     assert plan_lone_threads(cpu, 1, 0) >= 1  # every core this process may use
     assert plan_lone_threads(cuda, 1, 0) == 1
+
+
+async def test_lone_batches_of_every_model_run_on_one_thread() -> None:
+    # One OpenMP team for the whole process (runtime/threads.py): not the workers' threads.
+    ran_on: list[int] = []
+
+    def run(items: list[int]) -> list[int]:
+        ran_on.append(threading.get_ident())
+        return items
+
+    policy = BatchPolicy(max_batch_size=1, max_wait_s=0.0, queue_limit=8, threads=2, lone_threads=2)
+    batchers = [DynamicBatcher(name, run, policy) for name in ("first", "second")]
+    for batcher in batchers:
+        batcher.start()
+    try:
+        for batcher in batchers * 3:
+            assert await batcher.submit_many([7]) == [7]
+    finally:
+        for batcher in batchers:
+            batcher.stop()
+    workers = {thread.ident for batcher in batchers for thread in batcher._threads}
+    assert len(set(ran_on)) == 1 and ran_on[0] not in workers
+
+
+def test_the_lone_thread_leaves_new_threads_their_usual_count() -> None:
+    def count_in_a_new_thread() -> int:
+        counts: list[int] = []
+        thread = threading.Thread(target=lambda: counts.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        return counts[0]
+
+    usual = count_in_a_new_thread()
+    lone = lone_batch_executor(usual + 5, 0)
+    assert lone.submit(torch.get_num_threads).result() == usual + 5
+    assert count_in_a_new_thread() == usual
