@@ -147,6 +147,8 @@ class Supervisor(Multiprocess):
                 logger.error("worker [%s] could not load its models: stopping", process.pid)
                 self.should_exit.set()
                 return
+            if self.should_exit.is_set():
+                return  # the stop signal came while it was pinged: it ended by it
             logger.warning(
                 "worker [%s] ended (%s): starting another", process.pid, process.exitcode
             )

@@ -69,7 +69,11 @@ def running_service(
         "VISION_AUTOTUNE_BATCH_SIZE": "false",
     } | {f"VISION_{name.upper()}": value for name, value in settings.items()}
     process = subprocess.Popen(
-        [sys.executable, "-m", "app"], env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "app"],
+        env=env,
+        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group, as a terminal would give it
     )
     try:
         deadline = time.monotonic() + 120

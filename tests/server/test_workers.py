@@ -5,12 +5,13 @@ The drain with two workers is `test_shutdown.py`'s test, run with both settings.
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import LiveServer, status_and_error
+from tests.server.conftest import LiveServer, read_all, status_and_error
 from tests.server.test_shutdown import READY, answer_status, raw_request, running_service
 
 
@@ -59,3 +60,21 @@ def test_killed_workers_are_replaced_and_their_replacements_serve(model_store: P
         assert answer_status(port, READY) == "200"
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0  # the replacements drained like the first workers
+
+
+def test_ctrl_c_at_a_terminal_drains_each_worker_once(model_store: Path) -> None:
+    """SIGINT to the whole process group: every request answered, the parent exits 0."""
+    with running_service(model_store, workers="2") as (process, port):
+        requests = [raw_request("/classify", 16)] * 4 + [raw_request("/classify")] * 4
+        sockets = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in requests]
+        for sock, request in zip(sockets, requests, strict=True):
+            sock.sendall(request)
+        time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)
+        answers = []
+        for sock in sockets:
+            with sock:
+                sock.settimeout(30)
+                answers.append(read_all(sock).split(b" ", 2)[1])
+        assert answers == [b"200"] * len(requests)
+        assert process.wait(60) == 0
