@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+from multiprocessing.connection import wait
 from types import FrameType
 
 import uvicorn
@@ -54,6 +55,22 @@ class WorkerProcess(Process):
     def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
         super().__init__(config, sockets)
         self.parent_pid = os.getpid()
+
+    def ping(self, timeout: float = 5) -> bool:
+        """Whether the worker answers a health ping within `timeout`; False at once if it ends.
+
+        uvicorn's ping waits on the pipe alone, which has no end of file when the worker dies
+        (the parent holds both ends), so a worker that dies unanswered took the whole timeout.
+        """
+        try:
+            self.parent_conn.send(b"ping")
+            ready = wait([self.parent_conn, self.process.sentinel], timeout)
+            if self.parent_conn not in ready:
+                return False
+            self.parent_conn.recv()
+        except (OSError, EOFError):
+            return False
+        return True
 
     @property
     def server(self) -> WorkerServer:

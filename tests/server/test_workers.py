@@ -45,7 +45,7 @@ def test_a_header_over_the_limit_is_431_in_our_shape(model_store: Path) -> None:
     assert answers == [(431, "headers_too_large")] * 6
 
 
-@pytest.mark.slow  # about 40 s: four workers load in turn on 2 cores
+@pytest.mark.slow  # 24-40 s: four workers load in turn on 2 cores
 def test_killed_workers_are_replaced_and_their_replacements_serve(model_store: Path) -> None:
     with running_service(model_store, workers="2") as (process, port):
         first = wait_for(process.pid, set())
