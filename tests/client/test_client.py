@@ -17,7 +17,7 @@ from visionserve_client.cli import main as cli
 from app.api.state import AppState
 from app.config import Settings
 from app.main import create_app
-from app.server.runner import uvicorn_config
+from app.server.worker import uvicorn_config
 from scripts.client_models import MODELS, generate
 from tests.images import BLUE, GREEN, RED, solid
 

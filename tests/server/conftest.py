@@ -12,7 +12,7 @@ import uvicorn
 
 from app.config import Settings
 from app.main import create_app
-from app.server.runner import uvicorn_config
+from app.server.worker import uvicorn_config
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from app.server.runner import refuse_new_handshakes
+from app.server.worker import refuse_new_handshakes
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="a socket filter is Linux's")
 

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from tests.images import RED, solid
 from tests.server.conftest import read_all
 
 IMAGE = solid(RED)
+READY = b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
 
 def free_port() -> int:
@@ -50,8 +52,11 @@ def answer_status(port: int, request: bytes) -> str:
     return answer.split(b" ", 2)[1].decode() if answer else "closed without an answer"
 
 
-@pytest.fixture
-def service(model_store: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+@contextmanager
+def running_service(
+    model_store: Path, **settings: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`python -m app` on the tiny models with `settings` (VISION_*), until it is ready."""
     port = free_port()
     env = {
         **os.environ,
@@ -62,21 +67,32 @@ def service(model_store: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         "VISION_PORT": str(port),
         "VISION_SHUTDOWN_DRAIN_S": "1.0",
         "VISION_AUTOTUNE_BATCH_SIZE": "false",
-    }
+    } | {f"VISION_{name.upper()}": value for name, value in settings.items()}
     process = subprocess.Popen(
-        [sys.executable, "-m", "app"], env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "app"],
+        env=env,
+        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group, as a terminal would give it
     )
     try:
         deadline = time.monotonic() + 120
-        ready = b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        while answer_status(port, ready) != "200":
+        while answer_status(port, READY) != "200":
             assert process.poll() is None, "the service exited during start-up"
             assert time.monotonic() < deadline, "the service did not become ready"
             time.sleep(0.2)
         yield process, port
     finally:
-        process.kill()
+        process.kill()  # its workers, if any, drain and exit on their own (PDEATHSIG)
         process.wait(30)
+
+
+@pytest.fixture(params=["1", "2"], ids=["one process", "two workers"])
+def service(
+    model_store: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    with running_service(model_store, workers=request.param) as started:
+        yield started
 
 
 def test_sigterm_answers_every_request_already_sent(
@@ -103,7 +119,7 @@ def test_sigterm_answers_every_request_already_sent(
     time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     time.sleep(0.2)
-    readiness = answer_status(port, b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    readiness = answer_status(port, READY)
     answers = []
     for sock in sockets:
         with sock:
