@@ -43,7 +43,12 @@ from app.memory import release_free_memory, tune_allocator
 from app.observability import ServiceMetrics, configure_logging
 from app.runtime.autotune import TuningPolicy
 from app.runtime.batching import BatchPolicy
-from app.runtime.device import available_cores, plan_lone_threads, plan_threads, resolve_device
+from app.runtime.device import (
+    cores_per_process,
+    plan_lone_threads,
+    plan_threads,
+    resolve_device,
+)
 from app.runtime.encryption import EncryptionError, ModelKey, load_model_keys
 from app.runtime.precision import precision_for_device
 from app.runtime.readers import ReaderEpochs
@@ -162,7 +167,7 @@ async def _lifespan(
         max_pixels=settings.max_image_pixels,
         min_side=settings.min_image_side,
     )
-    decode_threads = settings.decode_threads or available_cores()
+    decode_threads = settings.decode_threads or cores_per_process(settings.workers)
     lifecycle = Lifecycle()
     store = await anyio.to_thread.run_sync(open_store, settings.gallery_dir, settings.gallery_url)
     tasks: list[asyncio.Task[None]] = []
@@ -257,10 +262,12 @@ def plan_runtime(settings: Settings) -> RuntimePlan:
     """Resolve the device and thread plan, and set torch's intra-op threads to it."""
     device = resolve_device(settings.device)
     inference_threads, torch_threads = plan_threads(
-        device, settings.inference_threads, settings.torch_threads
+        device, settings.inference_threads, settings.torch_threads, settings.workers
     )
     torch.set_num_threads(torch_threads)
-    lone_threads = plan_lone_threads(device, torch_threads, settings.lone_batch_threads)
+    lone_threads = plan_lone_threads(
+        device, torch_threads, settings.lone_batch_threads, settings.workers
+    )
     logger.info(
         "%d inference thread(s) per model, %d intra-op thread(s), %d for a batch running alone",
         inference_threads,

@@ -38,27 +38,36 @@ def describe_device(device: torch.device) -> str:
 
 
 def plan_threads(
-    device: torch.device, inference_threads: int, torch_threads: int
+    device: torch.device, inference_threads: int, torch_threads: int, processes: int = 1
 ) -> tuple[int, int]:
     """(inference workers per model, intra-op threads), filling in the automatic (0) values.
 
     On CPU, one single-threaded inference worker per core beats one multi-threaded one:
     OpenMP teams stall at every barrier whenever another thread (decoding, HTTP, a neighbour)
     takes a core, which halves throughput on small shared machines. One GPU: one worker.
+    With several serving processes (WORKERS) each plans for its share of the cores.
     """
-    cores = available_cores()
+    cores = cores_per_process(processes)
     workers = inference_threads or (1 if device.type == "cuda" else cores)
     return workers, torch_threads or max(1, cores // workers)
 
 
-def plan_lone_threads(device: torch.device, torch_threads: int, lone_threads: int) -> int:
-    """Intra-op threads for a batch running alone: the setting, 0 = every core on a CPU.
+def plan_lone_threads(
+    device: torch.device, torch_threads: int, lone_threads: int, processes: int = 1
+) -> int:
+    """Intra-op threads for a batch running alone: the setting, 0 = every core on a CPU (the
+    process's share of them with several serving processes).
 
     Never fewer than the workers' own; on CUDA the forward pass runs on the GPU, so none.
     """
     if device.type == "cuda":
         return torch_threads
-    return max(torch_threads, lone_threads or available_cores())
+    return max(torch_threads, lone_threads or cores_per_process(processes))
+
+
+def cores_per_process(processes: int) -> int:
+    """This process's share of the cores when `processes` serving processes share them."""
+    return max(1, available_cores() // processes)
 
 
 def available_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:

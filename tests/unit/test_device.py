@@ -5,7 +5,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.runtime.device import DeviceUnavailable, available_cores, plan_threads, resolve_device
+from app.runtime.device import (
+    DeviceUnavailable,
+    available_cores,
+    plan_lone_threads,
+    plan_threads,
+    resolve_device,
+)
 
 
 def test_cpu_plan_is_one_single_threaded_worker_per_core() -> None:
@@ -13,6 +19,17 @@ def test_cpu_plan_is_one_single_threaded_worker_per_core() -> None:
     assert plan_threads(torch.device("cpu"), 0, 0) == (cores, 1)
     assert plan_threads(torch.device("cpu"), 1, 0) == (1, cores)
     assert plan_threads(torch.device("cpu"), 3, 2) == (3, 2)
+
+
+def test_several_serving_processes_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: set(range(4)))
+    monkeypatch.setattr("app.runtime.device._cgroup_quota", lambda _cgroup: None)
+    cpu = torch.device("cpu")
+    assert plan_threads(cpu, 0, 0, processes=2) == (2, 1)
+    assert plan_threads(cpu, 1, 0, processes=2) == (1, 2)
+    assert plan_threads(cpu, 0, 0, processes=8) == (1, 1)  # never less than one
+    assert plan_lone_threads(cpu, 1, 0, processes=2) == 2
+    assert plan_lone_threads(cpu, 1, 0) == 4
 
 
 def test_one_gpu_gets_one_worker() -> None:
