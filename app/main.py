@@ -55,7 +55,7 @@ from app.runtime.readers import ReaderEpochs
 from app.runtime.registry import ModelRegistry
 from app.runtime.reload import LoadPolicy, ModelReloader
 from app.runtime.signing import KeyFileError, TrustedKey, load_trusted_keys
-from app.runtime.threads import lower_thread_priority, pin_intra_op_threads
+from app.runtime.threads import prepare_compute_thread
 from app.runtime.watch import store_state, watch_store
 from app.security.keyring import open_keyring
 from app.services.galleries import GalleryServices
@@ -171,8 +171,8 @@ async def _lifespan(
     lifecycle = Lifecycle()
     store = await anyio.to_thread.run_sync(open_store, settings.gallery_dir, settings.gallery_url)
     tasks: list[asyncio.Task[None]] = []
-    # Pinned, so a decode thread never takes a lone batch's borrowed count (runtime/threads.py).
-    start_decode_thread = partial(_start_decode_thread, plan.torch_threads, settings.compute_nice)
+    # Pinned to the plan's count, whatever torch's process-wide one is when a thread starts.
+    start_decode_thread = partial(prepare_compute_thread, plan.torch_threads, settings.compute_nice)
     with ThreadPoolExecutor(
         decode_threads, thread_name_prefix="decode", initializer=start_decode_thread
     ) as pool:
@@ -241,11 +241,6 @@ def gallery_services(
         timeout_s=settings.request_timeout_s,
         metrics=metrics,
     )
-
-
-def _start_decode_thread(torch_threads: int, nice: int) -> None:
-    pin_intra_op_threads(torch_threads)
-    lower_thread_priority(nice)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

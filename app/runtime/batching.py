@@ -23,8 +23,7 @@ from app.request_context import current_request_id
 from app.runtime.threads import (
     BusyWorkers,
     lone_batch_executor,
-    lower_thread_priority,
-    pin_intra_op_threads,
+    prepare_compute_thread,
 )
 
 logger = logging.getLogger(__name__)
@@ -69,8 +68,7 @@ class BatchPolicy:
     # queued or on its way); 0 or 1 = keep the worker's own.
     lone_threads: int = 0
     # Each worker's own intra-op threads, set as it starts (0 = as the process has them): a
-    # thread otherwise takes torch's process-wide count at its first op, which may be a lone
-    # batch's borrowed count at that moment.
+    # thread otherwise takes torch's process-wide count at its first op, whatever it is then.
     own_threads: int = 0
     nice: int = 0  # the workers' priority below the event loop (runtime/threads.py)
 
@@ -211,9 +209,7 @@ class DynamicBatcher(Generic[In, Out]):
             self._waiting -= count
 
     def _serve(self) -> None:
-        lower_thread_priority(self._policy.nice)
-        if self._policy.own_threads:
-            pin_intra_op_threads(self._policy.own_threads)
+        prepare_compute_thread(self._policy.own_threads, self._policy.nice)
         while True:
             first = self._queue.get()
             if first is None:

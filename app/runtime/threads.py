@@ -9,8 +9,8 @@ Every lone batch, of every model, runs on ONE thread of the process (`lone_batch
 not on the worker that took it. OpenMP (libgomp) keeps a team of helper threads per thread that
 ever ran a parallel region wider than one; once the helpers of all teams outnumber the cores,
 libgomp stops spinning between regions (its "throttled" spin count, 100) and every convolution
-then waits to wake its helper. Measured on ResNet-18, batch 1, two threads: 25.7 ms when one
-thread ever ran wide, 37.7 ms when two workers took turns (1 thread: 46 ms).
+then waits to wake its helper. `python -m bench.lone_threads` (ResNet-18, batch 1, two threads):
+23.8 ms when one thread ever ran wide, 35.0 ms when two threads took turns (one thread: 37.5).
 """
 
 import functools
@@ -61,7 +61,7 @@ def _lone_batch_executor(threads: int, nice: int) -> ThreadPoolExecutor:
     executor = ThreadPoolExecutor(
         max_workers=1,
         thread_name_prefix="lone-batch",
-        initializer=_prepare_lone_thread,
+        initializer=prepare_compute_thread,
         initargs=(threads, nice),
     )
     own = torch.get_num_threads()
@@ -72,9 +72,12 @@ def _lone_batch_executor(threads: int, nice: int) -> ThreadPoolExecutor:
     return executor
 
 
-def _prepare_lone_thread(threads: int, nice: int) -> None:
+def prepare_compute_thread(intra_op_threads: int, nice: int) -> None:
+    """Set up an inference, decode or lone-batch thread as it starts: its own intra-op count
+    (0 = torch's process-wide one) and its priority `nice` steps below the event loop."""
     lower_thread_priority(nice)
-    pin_intra_op_threads(threads)
+    if intra_op_threads:
+        pin_intra_op_threads(intra_op_threads)
 
 
 def pin_intra_op_threads(threads: int) -> None:
