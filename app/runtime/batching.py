@@ -94,7 +94,12 @@ class DynamicBatcher(Generic[In, Out]):
         self._run_batch = run_batch
         self._policy = policy
         self._observe_batch = observe_batch
-        self._queue: queue.SimpleQueue[_Pending[In, Out] | None] = queue.SimpleQueue()
+        # queue.Queue, not SimpleQueue: CPython's SimpleQueue.get(timeout=t) can block for good
+        # when another worker takes the item that woke it after t ran out (its C loop then
+        # waits with a negative, i.e. endless, timeout). The worker filling a batch then holds
+        # that batch until some later put happens to wake it: in CI, requests already taken
+        # got 504 after a drain (tests/unit/test_batching.py reproduces it).
+        self._queue: queue.Queue[_Pending[In, Out] | None] = queue.Queue()
         self._lock = threading.Lock()
         self._waiting = 0
         self._incoming = 0

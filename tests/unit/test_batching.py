@@ -150,3 +150,44 @@ async def test_several_workers_run_batches_at_the_same_time() -> None:
         ]
     finally:
         batcher.stop()
+
+
+async def test_a_worker_filling_its_batch_never_waits_past_the_deadline() -> None:
+    """Bursts of announced items into two workers while another thread holds the GIL often.
+
+    With queue.SimpleQueue, the worker filling a batch could sleep for good in get(timeout)
+    when the other worker took the item that woke it after the deadline; its batch then waited
+    for some later put (CI: 504s after a drain). With SimpleQueue this test failed in 6 of 8
+    runs; each burst must finish in milliseconds, not hang.
+    """
+    stop_hogging = threading.Event()
+
+    def hold_the_gil() -> None:  # makes a woken worker wait for the GIL past its deadline
+        while not stop_hogging.is_set():
+            sum(range(1000))
+
+    def run(items: list[int]) -> list[int]:
+        sum(range(3000))  # a forward pass that holds the GIL a while
+        return items
+
+    policy = BatchPolicy(max_batch_size=8, max_wait_s=0.0005, queue_limit=64, threads=2)
+    batcher: DynamicBatcher[int, int] = DynamicBatcher("bursts", run, policy)
+    hog = threading.Thread(target=hold_the_gil, daemon=True)
+    batcher.start()
+    hog.start()
+
+    async def arrive(item: int) -> list[int]:
+        await asyncio.sleep(0.0002 * (item % 3))
+        batcher.expect(-1)
+        return await batcher.submit_many([item])
+
+    try:
+        for _ in range(400):
+            batcher.expect(5)  # five requests being decoded: the workers wait for them
+            async with asyncio.timeout(5):  # a burst takes milliseconds; 5 s means it hung
+                answers = await asyncio.gather(*(arrive(item) for item in range(5)))
+            assert answers == [[0], [1], [2], [3], [4]]
+    finally:
+        stop_hogging.set()
+        batcher.stop()
+        hog.join()
