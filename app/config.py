@@ -46,10 +46,9 @@ class Settings(BaseSettings):
     inference_threads: int = Field(default=0, ge=0, description="0 = one per core; 1 on CUDA")
     torch_threads: int = Field(default=0, ge=0, description="0 = cores / inference_threads")
     decode_threads: int = Field(default=0, ge=0, description="0 = one per CPU core")
-    # Off by default until the one unexplained 504 seen with it on in CI is understood (README
-    # "Performance", session 7); 0 makes a lone request's forward use every core.
+    # Every core by default: a lone request's forward runs on all of them (runtime/threads.py).
     lone_batch_threads: int = Field(
-        default=1, ge=0, description="a batch running alone: 1 = off, 0 = every core (CPU), N"
+        default=0, ge=0, description="a batch running alone: 1 = off, 0 = every core (CPU), N"
     )
     compute_nice: int = Field(
         default=0,
