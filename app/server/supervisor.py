@@ -179,14 +179,25 @@ class Supervisor(Multiprocess):
         logger.warning("SIGTTIN ignored: the number of workers is WORKERS")
 
     def exit_status(self) -> int:
-        """0 when every worker drained; 3 when one failed to load its models; 128 + a second
-        stop signal; 1 when a worker ended otherwise during the shutdown."""
-        statuses = [process.exitcode for process in self.processes]
-        if STARTUP_FAILED in statuses:
-            return STARTUP_FAILED
-        if len(self.stop_signals) > 1:
-            return 128 + self.stop_signals[-1]
-        return 0 if all(status == 0 for status in statuses) else 1
+        """The parent's exit status, from its workers' (`shutdown_status`)."""
+        return shutdown_status([process.exitcode for process in self.processes], self.stop_signals)
+
+
+# A worker that exits 0 drained. One ended by SIGTERM itself was told to stop before it could
+# handle the signal: a replacement still importing, before uvicorn installed its handlers. It
+# accepts nothing before its models are loaded, so it had nothing to drain (a serving worker
+# handles the first stop signal and exits 0 after its drain).
+_DRAINED = (0, -signal.SIGTERM)
+
+
+def shutdown_status(worker_statuses: list[int | None], stop_signals: list[int]) -> int:
+    """0 when every worker drained; 3 when one failed to load its models; 128 + a second
+    stop signal; 1 when a worker ended otherwise during the shutdown."""
+    if STARTUP_FAILED in worker_statuses:
+        return STARTUP_FAILED
+    if len(stop_signals) > 1:
+        return 128 + stop_signals[-1]
+    return 0 if all(status in _DRAINED for status in worker_statuses) else 1
 
 
 def supervisor_config(settings: Settings) -> uvicorn.Config:

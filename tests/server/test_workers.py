@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from app.server.supervisor import shutdown_status
+from app.server.worker import STARTUP_FAILED
 from tests.server.conftest import LiveServer, read_all, status_and_error
 from tests.server.test_shutdown import READY, answer_status, raw_request, running_service
 
@@ -78,3 +80,33 @@ def test_ctrl_c_at_a_terminal_drains_each_worker_once(model_store: Path) -> None
                 answers.append(read_all(sock).split(b" ", 2)[1])
         assert answers == [b"200"] * len(requests)
         assert process.wait(60) == 0
+
+
+@pytest.mark.slow  # about 20 s: three workers load on 2 cores
+def test_a_stop_while_a_replacement_starts_is_a_clean_exit(model_store: Path) -> None:
+    """The replacement is still importing when the stop comes: it had nothing to drain."""
+    with running_service(model_store, workers="2") as (process, _):
+        first = wait_for(process.pid, set())
+        os.kill(min(first), signal.SIGKILL)
+        while not worker_pids(process.pid) - first:
+            time.sleep(0.05)
+        time.sleep(0.3)  # the replacement is importing: no signal handlers yet
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+
+
+@pytest.mark.parametrize(
+    ("workers", "stop_signals", "expected"),
+    [
+        ([0, 0], [signal.SIGTERM], 0),
+        ([0, -signal.SIGTERM], [signal.SIGTERM], 0),  # stopped before it could serve
+        ([0, -signal.SIGKILL], [signal.SIGTERM], 1),  # killed mid-drain: answers may be lost
+        ([0, 1], [signal.SIGTERM], 1),
+        ([0, STARTUP_FAILED], [signal.SIGTERM], STARTUP_FAILED),
+        ([-signal.SIGINT, 0], [signal.SIGINT, signal.SIGINT], 128 + signal.SIGINT),
+    ],
+)
+def test_the_parents_exit_status_says_whether_every_worker_drained(
+    workers: list[int | None], stop_signals: list[int], expected: int
+) -> None:
+    assert shutdown_status(workers, stop_signals) == expected
