@@ -28,25 +28,35 @@ _bearer = HTTPBearer(
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-async def get_state(request: Request) -> AppState:
-    """The running app's state, or 503 while models are still loading."""
+# The state, settings and registry dependencies read the app state themselves rather than
+# depend on get_state: FastAPI walks a shared dependency's own sub-dependencies again on every
+# path that reaches it (its cache applies only after the walk), and that walk was a third of
+# the event loop's CPU per /segment request (README, Performance).
+
+
+def _running_state(request: Request) -> AppState:
     state: AppState | None = getattr(request.app.state, "services", None)
     if state is None or not state.registry.ready:
         raise NotReady("Models are still loading or the service is stopping.")
     return state
 
 
+async def get_state(request: Request) -> AppState:
+    """The running app's state, or 503 while models are still loading."""
+    return _running_state(request)
+
+
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-async def get_settings(state: StateDep) -> Settings:
-    """The settings the app was created with."""
-    return state.settings
+async def get_settings(request: Request) -> Settings:
+    """The settings the app was created with (503 while models are still loading)."""
+    return _running_state(request).settings
 
 
-async def get_registry(state: StateDep) -> ModelRegistry:
-    """The loaded models."""
-    return state.registry
+async def get_registry(request: Request) -> ModelRegistry:
+    """The loaded models (503 while they are still loading)."""
+    return _running_state(request).registry
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -95,12 +105,13 @@ async def reject_unknown_query(request: Request) -> None:
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    unknown = sorted(set(request.query_params) - _declared_query(route.dependant))
+    declared = _declared_query(route.dependant)
+    unknown = sorted(set(request.query_params) - declared)
     if unknown:
         raise ValidationFailed(
             f"Unknown query parameter(s): {', '.join(unknown)}.",
             unknown=unknown,
-            allowed=sorted(_declared_query(route.dependant)),
+            allowed=sorted(declared),
         )
 
 
@@ -112,33 +123,30 @@ def _declared_query(dependant: Dependant) -> frozenset[str]:
 
 
 async def get_classifier(
-    registry: RegistryDep,
-    settings: SettingsDep,
+    state: StateDep,
     key: ApiKeyDep,
     model: Annotated[str | None, Query(description="Model name; default from settings.")] = None,
 ) -> ServedModel:
     """The classifier the request names, or the default one; 503 at once if its queue is full."""
-    return _admitted(registry, key, model or settings.default_classifier, "classify")
+    return _admitted(state.registry, key, model or state.settings.default_classifier, "classify")
 
 
 async def get_detector(
-    registry: RegistryDep,
-    settings: SettingsDep,
+    state: StateDep,
     key: ApiKeyDep,
     model: Annotated[str | None, Query(description="Model name; default from settings.")] = None,
 ) -> ServedModel:
     """The detector the request names, or the default one; 503 at once if its queue is full."""
-    return _admitted(registry, key, model or settings.default_detector, "detect")
+    return _admitted(state.registry, key, model or state.settings.default_detector, "detect")
 
 
 async def get_segmenter(
-    registry: RegistryDep,
-    settings: SettingsDep,
+    state: StateDep,
     key: ApiKeyDep,
     model: Annotated[str | None, Query(description="Model name; default from settings.")] = None,
 ) -> ServedModel:
     """The segmenter the request names, or the default one; 503 at once if its queue is full."""
-    return _admitted(registry, key, model or settings.default_segmenter, "segment")
+    return _admitted(state.registry, key, model or state.settings.default_segmenter, "segment")
 
 
 def _admitted(registry: ModelRegistry, key: ApiKey, name: str, task: Task) -> ServedModel:

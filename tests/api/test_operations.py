@@ -48,6 +48,20 @@ def test_not_ready_without_the_lifespan(settings: Settings) -> None:
     assert answer.headers["retry-after"] == "2"
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/models"), ("GET", "/models/tiny-colors"), ("POST", "/segment"), ("POST", "/detect")],
+)
+def test_every_state_dependency_is_not_ready_without_the_lifespan(
+    settings: Settings, method: str, path: str
+) -> None:
+    # The state, settings and registry dependencies each check readiness themselves.
+    client = TestClient(create_app(settings))
+    answer = client.request(method, path, content=solid(RED), headers={"content-type": "image/png"})
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "not_ready"
+
+
 def test_metrics_count_requests_and_images(client: TestClient) -> None:
     client.post("/classify", content=solid(RED), headers={"content-type": "image/png"})
     client.post("/classify", content=b"nope", headers={"content-type": "image/png"})
