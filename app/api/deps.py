@@ -30,8 +30,8 @@ _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 # The state, settings and registry dependencies read the app state themselves rather than
 # depend on get_state: FastAPI walks a shared dependency's own sub-dependencies again on every
-# path that reaches it (its cache applies only after the walk), and that walk was a third of
-# the event loop's CPU per /segment request (README, Performance).
+# path that reaches it (its cache applies only after the walk), and that walk was about 40% of
+# the event loop's Python time per /segment request (README, Performance).
 
 
 def _running_state(request: Request) -> AppState:
