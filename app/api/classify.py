@@ -2,15 +2,15 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from app.api.deps import ClassifierDep, ClassifierUploadsDep, StateDep, require_scope
+from app.api.deps import ClassifyCallDep
 from app.api.responses import ERROR_RESPONSES
 from app.api.uploads import IMAGE_REQUEST_BODY
 from app.schemas import ClassifyResponse
 from app.services.classification import classify_uploads
 
-router = APIRouter(tags=["inference"], dependencies=[Depends(require_scope("classify"))])
+router = APIRouter(tags=["inference"])
 
 
 @router.post(
@@ -21,9 +21,7 @@ router = APIRouter(tags=["inference"], dependencies=[Depends(require_scope("clas
     openapi_extra=IMAGE_REQUEST_BODY,
 )
 async def classify(
-    served: ClassifierDep,
-    uploads: ClassifierUploadsDep,
-    state: StateDep,
+    call: ClassifyCallDep,
     *,
     top_k: Annotated[int, Query(ge=1, le=100, description="Classes per image.")] = 5,
     min_probability: Annotated[
@@ -40,9 +38,10 @@ async def classify(
     ] = False,
 ) -> ClassifyResponse:
     """Classify one or more images (multipart `image` fields, or a raw image/* body)."""
+    state = call.state
     return await classify_uploads(
-        uploads,
-        served,
+        call.uploads,
+        call.served,
         top_k=top_k,
         min_probability=min_probability,
         preparer=state.preparer,

@@ -1,6 +1,7 @@
 """Dependencies, declared once as Annotated aliases so routes read like prose."""
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
@@ -28,10 +29,12 @@ _bearer = HTTPBearer(
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-# The state, settings and registry dependencies read the app state themselves rather than
-# depend on get_state: FastAPI walks a shared dependency's own sub-dependencies again on every
-# path that reaches it (its cache applies only after the walk), and that walk was about 40% of
-# the event loop's Python time per /segment request (README, Performance).
+# FastAPI walks a shared dependency's own sub-dependencies again on every path that reaches it
+# (its cache applies only after the walk), and that walk was the largest item of the event
+# loop's Python time per request (README, Performance). So the state, settings and registry
+# dependencies read the app state themselves, and each image route solves its key, model and
+# uploads as ONE dependency (`inference_call`, `gallery_call`): /segment went from 26 solved
+# dependencies to 17, then to 4 (that one, its two key headers and the unknown-query check).
 
 
 def _running_state(request: Request) -> AppState:
@@ -63,21 +66,27 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 
 
-async def get_api_key(
-    request: Request,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    header_key: Annotated[str | None, Depends(_api_key_header)],
-) -> ApiKey:
-    """Who the request's key belongs to (Bearer or X-API-Key; either will do); 401 if none.
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+HeaderKeyDep = Annotated[str | None, Depends(_api_key_header)]
 
-    An open service (no keys configured) lets everyone in as `anonymous`, admin routes excepted.
-    """
+
+def _authenticated(
+    request: Request, bearer: HTTPAuthorizationCredentials | None, header_key: str | None
+) -> ApiKey:
     keyring: KeyRing = request.app.state.keyring
     offered = [bearer.credentials if bearer is not None else None, header_key]
     key = keyring.authenticate(offered)
     if not key.anonymous:
         note(key_name=key.name)  # the name, never the key, for the access line and metrics
     return key
+
+
+async def get_api_key(request: Request, bearer: BearerDep, header_key: HeaderKeyDep) -> ApiKey:
+    """Who the request's key belongs to (Bearer or X-API-Key; either will do); 401 if none.
+
+    An open service (no keys configured) lets everyone in as `anonymous`, admin routes excepted.
+    """
+    return _authenticated(request, bearer, header_key)
 
 
 ApiKeyDep = Annotated[ApiKey, Depends(get_api_key)]
@@ -94,8 +103,6 @@ def require_scope(scope: Scope) -> Callable[[ApiKey], Awaitable[ApiKey]]:
     return check_scope
 
 
-# Any valid key, whatever its scopes.
-require_api_key = get_api_key
 # The admin routes' guard: a key with the admin scope; closed when the service has no keys.
 require_admin = require_scope("admin")
 
@@ -122,31 +129,49 @@ def _declared_query(dependant: Dependant) -> frozenset[str]:
     return frozenset(names)
 
 
-async def get_classifier(
-    state: StateDep,
-    key: ApiKeyDep,
-    model: Annotated[str | None, Query(description="Model name; default from settings.")] = None,
-) -> ServedModel:
-    """The classifier the request names, or the default one; 503 at once if its queue is full."""
-    return _admitted(state.registry, key, model or state.settings.default_classifier, "classify")
+ModelQuery = Annotated[str | None, Query(description="Model name; default from settings.")]
 
 
-async def get_detector(
-    state: StateDep,
-    key: ApiKeyDep,
-    model: Annotated[str | None, Query(description="Model name; default from settings.")] = None,
-) -> ServedModel:
-    """The detector the request names, or the default one; 503 at once if its queue is full."""
-    return _admitted(state.registry, key, model or state.settings.default_detector, "detect")
+@dataclass(frozen=True, kw_only=True)
+class InferenceCall:
+    """What an image route needs: the running state, its model and the reserved uploads."""
+
+    state: AppState
+    served: ServedModel
+    uploads: ReservedUploads
 
 
-async def get_segmenter(
-    state: StateDep,
-    key: ApiKeyDep,
-    model: Annotated[str | None, Query(description="Model name; default from settings.")] = None,
-) -> ServedModel:
-    """The segmenter the request names, or the default one; 503 at once if its queue is full."""
-    return _admitted(state.registry, key, model or state.settings.default_segmenter, "segment")
+def inference_call(task: Task) -> Callable[..., AsyncIterator[InferenceCall]]:
+    """The dependency of the route of `task` (whose scope has the task's name).
+
+    In order: the key (401) and its scope (403), readiness (503), the model the request names or
+    the default one (404, 409 wrong task, 403 for the key), room in its queue (503 at once, before
+    the body is read), then the uploads with their slots reserved; the slots no image used are
+    given back when the route returns.
+    """
+
+    async def solve(
+        request: Request, bearer: BearerDep, header_key: HeaderKeyDep, model: ModelQuery = None
+    ) -> AsyncIterator[InferenceCall]:
+        key = _authenticated(request, bearer, header_key)
+        key.require_scope(task)
+        state = _running_state(request)
+        name = model or _default_model(state.settings, task)
+        served = _admitted(state.registry, key, name, task)
+        async for uploads in reserved_uploads(request, state.settings, served):
+            yield InferenceCall(state=state, served=served, uploads=uploads)
+
+    solve.__name__ = f"{task}_call"
+    return solve
+
+
+def _default_model(settings: Settings, task: Task) -> str:
+    defaults = {
+        "classify": settings.default_classifier,
+        "detect": settings.default_detector,
+        "segment": settings.default_segmenter,
+    }
+    return defaults[task]
 
 
 def _admitted(registry: ModelRegistry, key: ApiKey, name: str, task: Task) -> ServedModel:
@@ -159,16 +184,17 @@ def _admitted(registry: ModelRegistry, key: ApiKey, name: str, task: Task) -> Se
     return served
 
 
-async def get_galleries(state: StateDep) -> GalleryServices:
-    """The gallery store and indexes (opened in the lifespan)."""
+async def get_galleries(request: Request) -> GalleryServices:
+    """The gallery store and indexes (opened in the lifespan; 503 while models load)."""
+    return _gallery_services(_running_state(request))
+
+
+def _gallery_services(state: AppState) -> GalleryServices:
     assert state.galleries is not None  # the lifespan opens the store before serving
     return state.galleries
 
 
-ClassifierDep = Annotated[ServedModel, Depends(get_classifier)]
 GalleriesDep = Annotated[GalleryServices, Depends(get_galleries)]
-DetectorDep = Annotated[ServedModel, Depends(get_detector)]
-SegmenterDep = Annotated[ServedModel, Depends(get_segmenter)]
 
 
 async def reserved_uploads(
@@ -194,53 +220,14 @@ async def reserved_uploads(
         yield ReservedUploads(images=images, reservation=reservation)
 
 
-async def get_classifier_uploads(
-    request: Request, settings: SettingsDep, served: ClassifierDep
-) -> AsyncIterator[ReservedUploads]:
-    """The uploads, reserved in the classifier's queue."""
-    async for uploads in reserved_uploads(request, settings, served):
-        yield uploads
-
-
-async def get_detector_uploads(
-    request: Request, settings: SettingsDep, served: DetectorDep
-) -> AsyncIterator[ReservedUploads]:
-    """The uploads, reserved in the detector's queue."""
-    async for uploads in reserved_uploads(request, settings, served):
-        yield uploads
-
-
-async def get_segmenter_uploads(
-    request: Request, settings: SettingsDep, served: SegmenterDep
-) -> AsyncIterator[ReservedUploads]:
-    """The uploads, reserved in the segmenter's queue."""
-    async for uploads in reserved_uploads(request, settings, served):
-        yield uploads
-
-
 # scope="function": unused slots return as soon as the route returns, before the answer is sent.
-ClassifierUploadsDep = Annotated[ReservedUploads, Depends(get_classifier_uploads, scope="function")]
-DetectorUploadsDep = Annotated[ReservedUploads, Depends(get_detector_uploads, scope="function")]
-SegmenterUploadsDep = Annotated[ReservedUploads, Depends(get_segmenter_uploads, scope="function")]
+ClassifyCallDep = Annotated[InferenceCall, Depends(inference_call("classify"), scope="function")]
+DetectCallDep = Annotated[InferenceCall, Depends(inference_call("detect"), scope="function")]
+SegmentCallDep = Annotated[InferenceCall, Depends(inference_call("segment"), scope="function")]
 
 GalleryName = Annotated[
     str, Path(pattern=NAME_PATTERN, description="1-128 characters of [A-Za-z0-9._-]")
 ]
-
-
-async def get_gallery_target(
-    gallery: GalleryName, services: GalleriesDep, key: ApiKeyDep
-) -> GalleryTarget:
-    """The gallery and its bound model (404, 409, 403 when the key may not use that model),
-    refused at once if the model's queue is full."""
-    target = await gallery_target(services, gallery)
-    note(model=target.served.name, model_version=target.served.card.version)
-    key.require_model(target.served.name)
-    target.served.batcher.refuse_if_full()
-    return target
-
-
-GalleryTargetDep = Annotated[GalleryTarget, Depends(get_gallery_target)]
 
 
 async def get_gallery_create(body: GalleryCreateRequest, key: ApiKeyDep) -> GalleryCreateRequest:
@@ -252,12 +239,43 @@ async def get_gallery_create(body: GalleryCreateRequest, key: ApiKeyDep) -> Gall
 GalleryCreateDep = Annotated[GalleryCreateRequest, Depends(get_gallery_create)]
 
 
-async def get_gallery_uploads(
-    request: Request, settings: SettingsDep, target: GalleryTargetDep
-) -> AsyncIterator[ReservedUploads]:
-    """The uploads, reserved in the queue of the gallery's model."""
-    async for uploads in reserved_uploads(request, settings, target.served):
-        yield uploads
+@dataclass(frozen=True, kw_only=True)
+class GalleryCall:
+    """What a route that embeds into a gallery needs: the store, the gallery and its model, and
+    the reserved uploads."""
+
+    services: GalleryServices
+    target: GalleryTarget
+    uploads: ReservedUploads
 
 
-GalleryUploadsDep = Annotated[ReservedUploads, Depends(get_gallery_uploads, scope="function")]
+def gallery_call(scope: Scope) -> Callable[..., AsyncIterator[GalleryCall]]:
+    """The dependency of a route that embeds uploads for a gallery, for keys holding `scope`.
+
+    In order: the key (401) and scope (403), readiness (503), the gallery (404) and its bound
+    model (409; 403 for the key), room in the model's queue (503 at once), then the uploads
+    with their slots reserved (as `inference_call`).
+    """
+
+    async def solve(
+        request: Request, gallery: GalleryName, bearer: BearerDep, header_key: HeaderKeyDep
+    ) -> AsyncIterator[GalleryCall]:
+        key = _authenticated(request, bearer, header_key)
+        key.require_scope(scope)
+        state = _running_state(request)
+        services = _gallery_services(state)
+        target = await gallery_target(services, gallery)
+        note(model=target.served.name, model_version=target.served.card.version)
+        key.require_model(target.served.name)
+        target.served.batcher.refuse_if_full()
+        async for uploads in reserved_uploads(request, state.settings, target.served):
+            yield GalleryCall(services=services, target=target, uploads=uploads)
+
+    solve.__name__ = f"gallery_call_{scope.replace(':', '_')}"
+    return solve
+
+
+MatchCallDep = Annotated[GalleryCall, Depends(gallery_call("galleries:read"), scope="function")]
+AddReferencesCallDep = Annotated[
+    GalleryCall, Depends(gallery_call("galleries:write"), scope="function")
+]

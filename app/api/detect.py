@@ -2,15 +2,15 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from app.api.deps import DetectorDep, DetectorUploadsDep, StateDep, require_scope
+from app.api.deps import DetectCallDep
 from app.api.responses import ERROR_RESPONSES
 from app.api.uploads import IMAGE_REQUEST_BODY
 from app.schemas import DetectResponse
 from app.services.detection import detect_uploads
 
-router = APIRouter(tags=["inference"], dependencies=[Depends(require_scope("detect"))])
+router = APIRouter(tags=["inference"])
 
 
 @router.post(
@@ -21,18 +21,17 @@ router = APIRouter(tags=["inference"], dependencies=[Depends(require_scope("dete
     openapi_extra=IMAGE_REQUEST_BODY,
 )
 async def detect(
-    served: DetectorDep,
-    uploads: DetectorUploadsDep,
-    state: StateDep,
+    call: DetectCallDep,
     score_threshold: Annotated[
         float | None, Query(ge=0.0, le=1.0, description="Default: the model card's.")
     ] = None,
     max_detections: Annotated[int, Query(ge=1, le=300, description="Boxes per image.")] = 100,
 ) -> DetectResponse:
     """Detect objects in one or more images; boxes are in each upload's upright pixels."""
+    state = call.state
     return await detect_uploads(
-        uploads,
-        served,
+        call.uploads,
+        call.served,
         score_threshold=score_threshold,
         max_detections=max_detections,
         preparer=state.preparer,

@@ -5,11 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from app.api.deps import (
+    AddReferencesCallDep,
     GalleriesDep,
     GalleryCreateDep,
     GalleryName,
-    GalleryTargetDep,
-    GalleryUploadsDep,
+    MatchCallDep,
     require_scope,
 )
 from app.api.responses import ERROR_RESPONSES
@@ -75,16 +75,13 @@ async def delete_gallery(gallery: GalleryName, services: GalleriesDep) -> None:
     response_model=AddReferencesResponse,
     response_model_exclude_none=True,
     openapi_extra=IMAGE_REQUEST_BODY,
-    dependencies=WRITE,
+    # The key and its scope are checked by the call's one dependency (app/api/deps.py).
 )
 async def add_references(
-    target: GalleryTargetDep,
-    product_id: ProductId,
-    uploads: GalleryUploadsDep,
-    services: GalleriesDep,
+    call: AddReferencesCallDep, product_id: ProductId
 ) -> AddReferencesResponse:
     """Add reference photos of a product (multipart `image` fields); all usable ones or none."""
-    return await service.add_references(services, target, product_id, uploads)
+    return await service.add_references(call.services, call.target, product_id, call.uploads)
 
 
 @router.delete(
@@ -102,12 +99,10 @@ async def delete_product(
     response_model=MatchResponse,
     response_model_exclude_none=True,
     openapi_extra=IMAGE_REQUEST_BODY,
-    dependencies=READ,
+    # The key and its scope are checked by the call's one dependency (app/api/deps.py).
 )
 async def match(
-    target: GalleryTargetDep,
-    uploads: GalleryUploadsDep,
-    services: GalleriesDep,
+    call: MatchCallDep,
     *,
     top_k: Annotated[int, Query(ge=1, le=100, description="Products per image.")] = 5,
     threshold: Annotated[
@@ -122,5 +117,5 @@ async def match(
 ) -> MatchResponse:
     """Match images against the gallery's products (multipart `image` fields, or a raw body)."""
     return await match_uploads(
-        services, target, uploads, top_k=top_k, threshold=threshold, explain=explain
+        call.services, call.target, call.uploads, top_k=top_k, threshold=threshold, explain=explain
     )

@@ -161,10 +161,13 @@ def test_sqlite_keeps_a_connection_per_thread_and_reopens_after_close(tmp_path: 
         assert store.gallery("shop").name == "shop"
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(lambda _: store.gallery("shop"), range(20)))
-    assert 2 <= len(opened) <= 3  # this thread's and at most one per pool thread
+    # This thread kept the connection it opened before counting; each pool thread that ran a
+    # read opened one (the pool may run all 20 reads on one thread).
+    assert 1 <= len(opened) <= 2
+    before_close = len(opened)
     store.close()
     assert store.gallery("shop").name == "shop"  # a closed connection is not reused
-    assert len(opened) <= 4
+    assert len(opened) == before_close + 1
 
 
 def test_sqlite_connection_survives_a_failed_write(tmp_path: Path) -> None:
