@@ -257,11 +257,13 @@ def gallery_call(scope: Scope) -> Callable[..., AsyncIterator[GalleryCall]]:
     with their slots reserved (as `inference_call`).
     """
 
+    # The key is a sub-dependency, so it is solved before `gallery` is validated: a request
+    # without a key gets 401, not a 422 about the name.
     async def solve(
-        request: Request, gallery: GalleryName, bearer: BearerDep, header_key: HeaderKeyDep
+        request: Request,
+        gallery: GalleryName,
+        key: Annotated[ApiKey, Depends(require_scope(scope))],
     ) -> AsyncIterator[GalleryCall]:
-        key = _authenticated(request, bearer, header_key)
-        key.require_scope(scope)
         state = _running_state(request)
         services = _gallery_services(state)
         target = await gallery_target(services, gallery)

@@ -193,6 +193,24 @@ def test_each_route_family_needs_its_scope(keyed: Keyed, family: Family) -> None
     assert keyed.call(method, path, **options).status_code == 401
 
 
+@pytest.mark.parametrize(
+    ("path", "key"),
+    [
+        ("/classify?top_k=0", "classifier"),
+        ("/detect?max_detections=0", "detector"),
+        ("/segment?format=gif", "segmenter"),
+        ("/galleries/not%20a%20name/match", "reader"),
+        ("/galleries/not%20a%20name/products/p/references", "writer"),
+    ],
+)
+def test_a_request_without_a_key_is_401_before_its_parameters_are_checked(
+    keyed: Keyed, path: str, key: str
+) -> None:
+    # Without a key a caller learns nothing about the route's parameters; with one, the 422.
+    assert keyed.call("POST", path, **IMAGE).status_code == 401
+    assert keyed.call("POST", path, key, **IMAGE).status_code == 422
+
+
 def test_gallery_reads_and_matches_need_the_read_scope(keyed: Keyed) -> None:
     assert (
         keyed.call("PUT", "/galleries/shelf", "writer", json={"model": EMBEDDER}).status_code == 201
