@@ -6,22 +6,55 @@ through the GIL, so its client-side latencies time the client as much as the ser
 bench/overload.lua with the monotonic clock, grouped by status.
 """
 
+import contextlib
 import itertools
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 from bench.loadgen import multipart_request
 from bench.photos import load_photos
-from bench.service import Service, percentile
+from bench.service import LOOPBACK, Service, free_port, percentile
 
 Report = dict[str, str]
 _SCRIPT = Path(__file__).with_name("overload.lua")
+_ROOT = Path(__file__).resolve().parent.parent
 
 
 def overload_wrk(service: Service, seconds: float = 20, clients: int = 64) -> Report:
     """`clients` keep-alive connections posting 8 photos a request (run at QUEUE_LIMIT=16)."""
+    return _wrk_report(service.port, seconds, clients)
+
+
+def overload_floor(seconds: float = 20, clients: int = 64) -> Report:
+    """The same traffic against `bench.refuse_all` (every request 503 at once, nothing else
+    running): the client-side 503 latency no service on this stack and machine can beat."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "bench.refuse_all:app", "--port", str(port)]
+    command += ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+    server = subprocess.Popen([*command, "--log-level", "warning"], cwd=_ROOT)
+    try:
+        _wait_listening(port)
+        return _wrk_report(port, seconds, clients)
+    finally:
+        server.kill()
+        server.wait(30)
+
+
+def _wait_listening(port: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), timeout=1):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"nothing listened on port {port} within {timeout_s} s")
+
+
+def _wrk_report(port: int, seconds: float, clients: int) -> Report:
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk; `make stress` does)")
@@ -41,7 +74,7 @@ def overload_wrk(service: Service, seconds: float = 20, clients: int = 64) -> Re
             "--timeout=60s",
             "-s",
             str(_SCRIPT),
-            f"http://127.0.0.1:{service.port}/classify",
+            f"http://{LOOPBACK}:{port}/classify",
             "--",
             str(body_file),
             content_type.decode(),

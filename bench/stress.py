@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import attacks, shutdown
-from bench.overload_wrk import overload_wrk
+from bench.overload_wrk import overload_floor, overload_wrk
 from bench.service import Service, running_service
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +32,9 @@ PROBES: dict[str, tuple[dict[str, str], Probe]] = {
     "sigterm-arrivals": ({}, lambda service: shutdown.sigterm(service, arrivals=True)),
 }
 
+# Probes of the machine rather than the service: they start their own server, not ours.
+FLOORS: dict[str, Callable[[], dict[str, str]]] = {"overload-floor": overload_floor}
+
 logger = logging.getLogger("bench.stress")
 
 
@@ -46,23 +49,37 @@ def main() -> None:
     } | dict(item.split("=", 1) for item in args.env)
     logs = Path(tempfile.mkdtemp(prefix="stress-"))
     for name in args.probes:
+        if name in FLOORS:
+            _print(name, None, *_timed(FLOORS[name]))
+            continue
         env, probe = PROBES[name]
         for run in range(args.repeat if name.startswith("sigterm") else 1):
             started = time.monotonic()
             with running_service(args.root, base_env | env, logs / f"{name}-{run}.log") as service:
                 report = probe(service)
-            took = time.monotonic() - started
-            print(f"[{name}] ({took:.0f} s, root {args.root})", flush=True)
-            for key, value in report.items():
-                print(f"    {key}: {value}", flush=True)
+            _print(name, args.root, report, time.monotonic() - started)
     print(f"service logs: {logs}")
+
+
+def _timed(probe: Callable[[], dict[str, str]]) -> tuple[dict[str, str], float]:
+    started = time.monotonic()
+    return probe(), time.monotonic() - started
+
+
+def _print(name: str, root: Path | None, report: dict[str, str], took: float) -> None:
+    served = f", root {root}" if root is not None else ", not our service"
+    print(f"[{name}] ({took:.0f} s{served})", flush=True)
+    for key, value in report.items():
+        print(f"    {key}: {value}", flush=True)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--root", type=Path, default=ROOT, help="checkout whose app/ is served")
     parser.add_argument("--model-dir", type=Path, default=ROOT / "models")
-    parser.add_argument("--probes", nargs="+", choices=sorted(PROBES), default=list(PROBES))
+    parser.add_argument(
+        "--probes", nargs="+", choices=sorted(PROBES | FLOORS), default=list(PROBES | FLOORS)
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each SIGTERM probe")
     parser.add_argument("--env", nargs="*", default=[], help="VISION_*=value for every service")
     return parser
