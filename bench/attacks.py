@@ -9,6 +9,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from bench.loadgen import multipart_request
 from bench.photos import load_photos
 from bench.service import LOOPBACK, Service, Watch, exchange, get, percentile, read_until_closed
@@ -152,8 +154,14 @@ def disconnects(service: Service, count: int = 20) -> Report:
         time.sleep(0.1)
         sock.close()
     time.sleep(1)
-    metrics = _read(service.port, get("/metrics")).decode()
-    counted = re.findall(r'requests_total\{route="/classify",status="(\d+)"\} ([\d.]+)', metrics)
+    page = _read(service.port, get("/metrics")).partition(b"\r\n\r\n")[2].decode()
+    counted = [
+        (sample.labels["status"], sample.value)
+        for family in text_string_to_metric_families(page)
+        for sample in family.samples
+        if sample.name == "visionserve_http_requests_total"
+        and sample.labels.get("route") == "/classify"
+    ]
     log = service.log.read_text(errors="replace")
     return {
         "counted as": ", ".join(f"{status}: {float(n):.0f}" for status, n in counted) or "nothing",
