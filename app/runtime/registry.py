@@ -10,7 +10,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -81,15 +81,22 @@ class ModelSet:
     refused: tuple[RefusedModel, ...] = ()
     pins: Mapping[str, str] = field(default_factory=dict)
     _by_ref: Mapping[str, ServedModel] = field(init=False, repr=False)
+    # Each name's highest version, found once: a bare name is looked up on every request.
+    _highest: Mapping[str, ServedModel] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         by_ref = {served.ref: served for served in self.models}
         object.__setattr__(self, "_by_ref", MappingProxyType(by_ref))
+        highest = {served.name: served for served in self._oldest_first(self.models)}
+        object.__setattr__(self, "_highest", MappingProxyType(highest))
+
+    @staticmethod
+    def _oldest_first(models: Iterable[ServedModel]) -> list[ServedModel]:
+        return sorted(models, key=lambda served: version_key(served.card.version))
 
     def versions(self, name: str) -> list[ServedModel]:
         """Every served version of `name`, oldest first."""
-        found = [served for served in self.models if served.name == name]
-        return sorted(found, key=lambda served: version_key(served.card.version))
+        return self._oldest_first(served for served in self.models if served.name == name)
 
     def default(self, name: str) -> ServedModel:
         """The version a bare `name` means: the pinned one, else the highest; or 404."""
@@ -104,10 +111,10 @@ class ModelSet:
                     versions=[served.ref for served in self.versions(name)],
                 )
             return served
-        versions = self.versions(name)
-        if not versions:
+        highest = self._highest.get(name)
+        if highest is None:
             raise ModelNotFound(f"No model named {name!r}.", model=name, available=self.names())
-        return versions[-1]
+        return highest
 
     def resolve(self, text: str) -> ServedModel:
         """The model `name` or `name@version` names, or 404."""
