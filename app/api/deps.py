@@ -30,12 +30,12 @@ _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
 # FastAPI walks a shared dependency's own sub-dependencies again on every path that reaches it
-# (its cache applies only after the walk), and that walk was the largest item of the event
-# loop's Python time per request under cProfile (README, Performance: 0.1-0.6 ms measured). So the state, settings and registry
-# dependencies read the app state themselves, and each image route solves its key, model and
-# uploads as ONE dependency (`inference_call`, `gallery_call`): /segment went from 26 solved
-# dependencies to 17, then to 3 (that one and its two key headers; match 20 -> 5), besides the
-# app-wide unknown-query check.
+# (its cache applies only after the walk); under cProfile that walk was the largest item of the
+# event loop's Python time per request (README, Performance: 0.1-0.6 ms measured). So the
+# state, settings and registry dependencies read the app state themselves, and each image route
+# solves its key, model and uploads as ONE dependency (`inference_call`, `gallery_call`):
+# /segment went from 26 solved dependencies to 17, then to 3 (that one and its two key headers;
+# match 20 -> 5), besides the app-wide unknown-query check.
 
 
 def _running_state(request: Request) -> AppState:
