@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.runtime.card import Task
+
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
@@ -127,6 +129,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(Path(item.strip()) for item in value.split(",") if item.strip())
         return value
+
+    def default_model(self, task: Task) -> str:
+        """The model a request of `task` gets when it names none ("none": no default)."""
+        defaults: dict[Task, str] = {
+            "classify": self.default_classifier,
+            "detect": self.default_detector,
+            "segment": self.default_segmenter,
+        }
+        return defaults[task]
 
     @property
     def max_request_bytes(self) -> int:

@@ -157,8 +157,8 @@ def inference_call(task: Task) -> Callable[..., AsyncIterator[InferenceCall]]:
         key = _authenticated(request, bearer, header_key)
         key.require_scope(task)
         state = _running_state(request)
-        name = model or _default_model(state.settings, task)
-        served = _admitted(state.registry, key, name, task)
+        name = model or state.settings.default_model(task)
+        served = _admit(state.registry.get_for_task(name, task), key)
         async for uploads in reserved_uploads(request, state.settings, served):
             yield InferenceCall(state=state, served=served, uploads=uploads)
 
@@ -166,19 +166,9 @@ def inference_call(task: Task) -> Callable[..., AsyncIterator[InferenceCall]]:
     return solve
 
 
-def _default_model(settings: Settings, task: Task) -> str:
-    defaults = {
-        "classify": settings.default_classifier,
-        "detect": settings.default_detector,
-        "segment": settings.default_segmenter,
-    }
-    return defaults[task]
-
-
-def _admitted(registry: ModelRegistry, key: ApiKey, name: str, task: Task) -> ServedModel:
-    """The model `name` of `task`, named in the access line, allowed for the key, with room in
-    its queue (503 at once, before the body is read: overload costs no upload)."""
-    served = registry.get_for_task(name, task)
+def _admit(served: ServedModel, key: ApiKey) -> ServedModel:
+    """`served`, named in the access line, if the key may use it (403) and its queue has room
+    (503 at once, before the body is read: overload costs no upload)."""
     note(model=served.name, model_version=served.card.version)
     key.require_model(served.name)
     served.batcher.refuse_if_full()
@@ -268,9 +258,7 @@ def gallery_call(scope: Scope) -> Callable[..., AsyncIterator[GalleryCall]]:
         state = _running_state(request)
         services = _gallery_services(state)
         target = await gallery_target(services, gallery)
-        note(model=target.served.name, model_version=target.served.card.version)
-        key.require_model(target.served.name)
-        target.served.batcher.refuse_if_full()
+        _admit(target.served, key)
         async for uploads in reserved_uploads(request, state.settings, target.served):
             yield GalleryCall(services=services, target=target, uploads=uploads)
 

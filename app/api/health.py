@@ -1,6 +1,6 @@
 """Liveness, readiness and Prometheus metrics."""
 
-from typing import Annotated
+from typing import Annotated, get_args
 
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -56,14 +56,9 @@ async def metrics(state: Annotated[AppState, Depends(get_started_state)]) -> Res
 
 
 def _default_model_problems(state: AppState) -> list[str]:
-    settings = state.settings
-    defaults: tuple[tuple[str, Task], ...] = (
-        (settings.default_classifier, "classify"),
-        (settings.default_detector, "detect"),
-        (settings.default_segmenter, "segment"),
-    )
     problems = []
-    for name, task in defaults:
+    for task in get_args(Task):
+        name = state.settings.default_model(task)
         if name == NO_DEFAULT:
             continue
         try:
