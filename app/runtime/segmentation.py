@@ -9,6 +9,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,21 +23,31 @@ from app.runtime.loader import LoadedModel
 MAX_LOGIT_PIXELS = 1 << 20
 
 
+# Called in the worker thread with one image's class map [H, W] and its pixels per class id;
+# what it returns comes back as `SegmentedImage.mask`. Encoding the mask in the batch, as the
+# in-process ceiling does, saves each request a round trip through another thread pool.
+MaskEncoder = Callable[[np.ndarray, np.ndarray], Any]
+
+
 @dataclass(frozen=True, slots=True)
 class SegmentInput:
-    """A preprocessed image (uint8 CHW, the card's square) and its upload's upright size."""
+    """A preprocessed image (uint8 CHW, the card's square), its upload's upright size, and an
+    optional encoder for its mask."""
 
     pixels: torch.Tensor
     width: int
     height: int
+    encode_mask: MaskEncoder | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SegmentedImage:
-    """One image's class ids [height, width] (uint8) and its pixels per class id."""
+    """One image's class ids [height, width] (uint8), its pixels per class id, and what the
+    input's `encode_mask` made of them (None without one)."""
 
     class_map: np.ndarray
     pixels: np.ndarray  # int64 [num_classes]
+    mask: Any = None
 
 
 SegmentRunner = Callable[[list[SegmentInput]], list[SegmentedImage]]
@@ -96,15 +107,22 @@ def make_segment_runner(model: LoadedModel) -> SegmentRunner:
                     f"expected ({len(items)}, {num_classes}, h, w)"
                 )
             maps = [class_map(logits[i], item.height, item.width) for i, item in enumerate(items)]
-        return [_segmented(classes.cpu(), num_classes) for classes in maps]
+        return [
+            _segmented(classes.cpu(), num_classes, item.encode_mask)
+            for classes, item in zip(maps, items, strict=True)
+        ]
 
     return run
 
 
-def _segmented(classes: torch.Tensor, num_classes: int) -> SegmentedImage:
+def _segmented(
+    classes: torch.Tensor, num_classes: int, encode_mask: MaskEncoder | None
+) -> SegmentedImage:
     # torch's bincount releases the GIL (numpy's holds it) and is about twice as fast.
-    pixels = torch.bincount(classes.flatten(), minlength=num_classes)
-    return SegmentedImage(class_map=classes.numpy(), pixels=pixels.numpy())
+    pixels = torch.bincount(classes.flatten(), minlength=num_classes).numpy()
+    class_ids = classes.numpy()
+    mask = None if encode_mask is None else encode_mask(class_ids, pixels)
+    return SegmentedImage(class_map=class_ids, pixels=pixels, mask=mask)
 
 
 def segment_warm_up_batch(channels: int, side: int, size: int) -> list[SegmentInput]:

@@ -3,9 +3,11 @@
 import base64
 from typing import Literal
 
+import numpy as np
+
 from app.observability import ServiceMetrics
 from app.runtime.registry import ServedModel
-from app.runtime.segmentation import SegmentedImage, SegmentInput
+from app.runtime.segmentation import MaskEncoder, SegmentedImage, SegmentInput
 from app.schemas import (
     PngMask,
     RleClassMaskPublic,
@@ -38,30 +40,23 @@ async def segment_uploads(
     metrics: ServiceMetrics,
 ) -> SegmentResponse:
     """Answer every upload; a lone unusable upload raises its error instead."""
+    # Masks are CPU work on whole upload-sized maps: the batcher's worker encodes each one
+    # right after its forward pass, so nothing else here leaves the event loop.
+    encode_mask = _ENCODERS[mask_format]
     outcomes = await run_uploads(
         uploads,
         served,
-        lambda image: SegmentInput(image.pixels, image.width, image.height),
+        lambda image: SegmentInput(image.pixels, image.width, image.height, encode_mask),
         preparer=preparer,
         timeout_s=timeout_s,
         metrics=metrics,
     )
     digests = await failed_upload_digests(uploads.images, outcomes, preparer)
     labels = served.card.labels
-    # Mask encoding is CPU work on whole upload-sized maps: the decode pool does it.
-    results = await preparer.run(
-        lambda: [
-            _result(
-                index,
-                upload.filename,
-                outcome,
-                digest=digests.get(index),
-                labels=labels,
-                mask_format=mask_format,
-            )
-            for index, (upload, outcome) in enumerate(zip(uploads.images, outcomes, strict=True))
-        ]
-    )
+    results = [
+        _result(index, upload.filename, outcome, digest=digests.get(index), labels=labels)
+        for index, (upload, outcome) in enumerate(zip(uploads.images, outcomes, strict=True))
+    ]
     return SegmentResponse(model=model_ref(served), format=mask_format, results=results)
 
 
@@ -72,7 +67,6 @@ def _result(
     *,
     digest: str | None,
     labels: tuple[str, ...],
-    mask_format: MaskFormat,
 ) -> SegmentationResult:
     if not isinstance(outcome, tuple):
         return SegmentationResult(
@@ -82,8 +76,6 @@ def _result(
     prepared: PreparedImage = image
     segmented: SegmentedImage = output
     total = prepared.width * prepared.height
-    present = [int(class_id) for class_id in segmented.pixels.argsort()[::-1]]
-    present = [class_id for class_id in present if segmented.pixels[class_id] > 0]
     classes = [
         SegmentClass(
             label=labels[class_id],
@@ -91,7 +83,7 @@ def _result(
             pixels=int(segmented.pixels[class_id]),
             fraction=float(segmented.pixels[class_id]) / total,
         )
-        for class_id in present
+        for class_id in _present(segmented.pixels, largest_first=True)
     ]
     return SegmentationResult(
         index=index,
@@ -100,19 +92,30 @@ def _result(
         width=prepared.width,
         height=prepared.height,
         classes=classes,
-        mask=_mask(segmented, sorted(present), mask_format),
+        mask=segmented.mask,
     )
 
 
-def _mask(
-    segmented: SegmentedImage, class_ids: list[int], mask_format: MaskFormat
-) -> PngMask | RleMask:
-    if mask_format == "png":
-        return PngMask(data=base64.b64encode(encode_png(segmented.class_map)).decode("ascii"))
-    encoded = encode_rle(segmented.class_map, class_ids)
+def _present(pixels: np.ndarray, *, largest_first: bool) -> list[int]:
+    """The class ids with pixels, by pixel count (largest first) or by id."""
+    present = [int(class_id) for class_id in np.flatnonzero(pixels)]
+    if largest_first:
+        present.sort(key=lambda class_id: -int(pixels[class_id]))
+    return present
+
+
+def _png_mask(class_map: np.ndarray, pixels: np.ndarray) -> PngMask:
+    return PngMask(data=base64.b64encode(encode_png(class_map)).decode("ascii"))
+
+
+def _rle_mask(class_map: np.ndarray, pixels: np.ndarray) -> RleMask:
+    encoded = encode_rle(class_map, _present(pixels, largest_first=False))
     return RleMask(
         classes=[
             RleClassMaskPublic(class_id=item.class_id, size=item.size, counts=item.counts)
             for item in encoded
         ]
     )
+
+
+_ENCODERS: dict[MaskFormat, MaskEncoder] = {"png": _png_mask, "rle": _rle_mask}

@@ -4,10 +4,8 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import TypeVar
 
 import torch
 
@@ -19,8 +17,6 @@ from app.runtime.card import InputSpec
 from app.runtime.preprocessing import draft_size, preprocess_image
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +101,6 @@ class ImagePreparer:
         loop = asyncio.get_running_loop()
         jobs = [loop.run_in_executor(self._executor, upload_sha256, upload) for upload in uploads]
         return list(await asyncio.gather(*jobs))
-
-    async def run(self, work: Callable[[], T]) -> T:
-        """Run CPU-bound post-processing (e.g. mask encoding) on the pool, off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     def prepare(
         self, upload: Upload, spec: InputSpec, fingerprint: bool = False

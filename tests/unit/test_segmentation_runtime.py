@@ -1,10 +1,17 @@
-"""The segmenter's class map: the same pixels as bilinear scaling followed by argmax."""
+"""The segmenter's class map: the same pixels as bilinear scaling followed by argmax; masks
+encoded in the batch."""
 
+import threading
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
 
-from app.runtime.segmentation import MAX_LOGIT_PIXELS, class_map
+from app.runtime.loader import load_model
+from app.runtime.segmentation import MAX_LOGIT_PIXELS, SegmentInput, class_map, make_segment_runner
+from tests.segmenters import TINY_SEGMENTER
 
 
 def reference_class_map(logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -45,3 +52,21 @@ def test_large_images_are_scaled_to_the_pixel_cap_then_enlarged() -> None:
     assert set(torch.unique(classes).tolist()) == {1, 2}
     assert (classes[:, : width // 2 - 2] == 1).all()
     assert (classes[:, width // 2 + 2 :] == 2).all()
+
+
+def test_each_mask_is_encoded_in_the_batch_by_its_own_input(model_store: Path) -> None:
+    runner = make_segment_runner(load_model(model_store / TINY_SEGMENTER, torch.device("cpu")))
+    pixels = torch.zeros((3, 64, 64), dtype=torch.uint8)
+    pixels[0] = 255  # a red square: the tiny segmenter's class of red pixels everywhere
+    seen: list[tuple[tuple[int, ...], int, int]] = []
+
+    def summary(class_ids: np.ndarray, counts: np.ndarray) -> tuple[tuple[int, ...], int]:
+        seen.append((class_ids.shape, int(counts.sum()), threading.get_ident()))
+        return class_ids.shape, int(counts.sum())
+
+    plain, encoded = runner([SegmentInput(pixels, 30, 20), SegmentInput(pixels, 50, 40, summary)])
+
+    assert plain.mask is None
+    assert encoded.mask == ((40, 50), 50 * 40)
+    # Called once, with the image's own map and counts, on the thread that ran the batch.
+    assert seen == [((40, 50), 50 * 40, threading.get_ident())]
