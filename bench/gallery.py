@@ -1,14 +1,15 @@
 """Benchmark /galleries/{g}/match against /classify on the same model, and adding references.
 
     python -m bench.gallery [--model imagenet-mobilenet-v2] [--references 10000] [--rounds 5]
-                            [--duration 10] [--concurrency 32]
+                            [--duration 10] [--concurrency 32] [--floor-rounds 4]
 
 A gallery of `--references` references (random unit vectors: the exact search costs the same
 whatever they are) is written straight into a fresh embedded store; then one server answers
 `--rounds` pairs of load windows, /classify and /match alternating so that a noisy moment hits
 both alike. Prints each route's median images/s with its range and the match/classify ratio;
 then the add-reference throughput into that gallery (8 photos a request, 4 clients) and the
-store's size per 1,000 references.
+store's size per 1,000 references. Before the server starts, the in-process floor: the same
+two pipelines with no HTTP in one thread (bench/match_floor.py), the ratio serving could reach.
 """
 
 import argparse
@@ -26,6 +27,7 @@ from app.galleries.records import GalleryLimits, NewGallery, NewReference
 from app.galleries.sqlite import FILENAME, SqliteGalleryStore
 from app.runtime.loader import load_model
 from bench.loadgen import LoadResult, multipart_request, run_load
+from bench.match_floor import FloorRound, describe_floor, measure_floor
 from bench.photos import load_photos
 from bench.serve import ROOT, _free_port, _start_server
 
@@ -39,6 +41,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-gallery-") as directory:
         store_dir = Path(directory)
         size = _fill(store_dir, args)
+        floor = measure_floor(
+            args.model_dir / args.model,
+            SqliteGalleryStore(store_dir).snapshot("bench"),
+            [data for _, data in photos],
+            rounds=args.floor_rounds,
+            seconds=args.floor_s,
+        )
         port = _free_port()
         args.env = [*args.env, f"VISION_GALLERY_DIR={store_dir}"]
         args.env += ["VISION_GALLERY_MAX_REFERENCES_PER_PRODUCT=10000"]
@@ -49,7 +58,7 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(60)
-    _report(args, rates, added, size)
+    _report(args, rates, added, size, floor)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per window")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--env", nargs="*", default=[], help="VISION_*=value for the server")
+    parser.add_argument("--floor-rounds", type=int, default=4, help="pairs of in-process runs")
+    parser.add_argument("--floor-s", type=float, default=4.0, help="CPU seconds per run")
     return parser
 
 
@@ -143,7 +154,11 @@ def _check(result: LoadResult, route: str) -> None:
 
 
 def _report(
-    args: argparse.Namespace, rates: dict[str, list[float]], added: float, size: int
+    args: argparse.Namespace,
+    rates: dict[str, list[float]],
+    added: float,
+    size: int,
+    floor: list[FloorRound],
 ) -> None:
     medians = {route: statistics.median(values) for route, values in rates.items()}
     print(f"{args.model}, gallery of {args.references} references, concurrency {args.concurrency}")
@@ -155,6 +170,7 @@ def _report(
         f"  match / classify: median {statistics.median(ratios):.3f} per pair "
         f"(range {min(ratios):.3f}-{max(ratios):.3f})"
     )
+    print(f"  {describe_floor(floor)}")
     print(f"  add references to it: {added:.1f} images/s (8 a request, 4 clients)")
     print(f"  store: {size / args.references * 1000 / 1e6:.2f} MB per 1,000 references")
 

@@ -9,11 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from app.galleries.index import GalleryIndex
+from app.galleries.index import GalleryIndex, Hit
 from app.galleries.phash import hamming_distances, perceptual_hash
 from app.galleries.records import GalleryRecord, GallerySnapshot
 from app.runtime.inference import ClassifyInput, make_classify_runner
 from app.runtime.loader import load_model
+from bench.match_floor import describe_floor, measure_floor
 from tests.galleries.helpers import EMBEDDER
 from tests.images import encode, photo
 from training.galleries.fewshot import FewShotPlan, QuerySet, choose_threshold, run_draws
@@ -113,3 +114,29 @@ def test_few_shot_measure_on_separable_products() -> None:
     assert choose_threshold(torch.tensor([0.1, 0.2, 0.3, 0.4]), 0.75) == pytest.approx(
         0.3, abs=1e-5
     )
+
+
+def test_the_match_floor_times_both_pipelines_and_searches_each_batch(
+    embedder_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    searched: list[int] = []
+    search = GalleryIndex.search
+
+    def counted(index: GalleryIndex, queries: torch.Tensor, top_k: int) -> list[list[Hit]]:
+        searched.append(len(queries))
+        return search(index, queries, top_k)
+
+    monkeypatch.setattr(GalleryIndex, "search", counted)
+    gallery = snapshot([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], ["a", "b", "c"])
+    photos = [encode(photo("chelsea")), encode(photo("coffee"))]
+    threads = torch.get_num_threads()
+
+    rounds = measure_floor(
+        embedder_store / EMBEDDER, gallery, photos, rounds=2, seconds=0.05, batch_size=2
+    )
+
+    assert len(rounds) == 2
+    assert all(round_.classify_ms > 0 and round_.match_ms > 0 for round_ in rounds)
+    assert searched and set(searched) == {2}  # the match pipeline searches each whole batch
+    assert torch.get_num_threads() == threads  # the caller's thread count is restored
+    assert "match / classify median" in describe_floor(rounds)
