@@ -11,6 +11,12 @@ a keep-alive load at each concurrency. Each load window is divided by its own ro
 ratio alike; the report gives each figure's median over the rounds and its range. Prints
 images/s and p50/p99 latency next to the ceiling with the ratio, and writes the numbers as JSON
 to bench/results/.
+
+The same comparison in CPU time: the server's processes' CPU per image served (from /proc,
+the load client excluded) against the ceiling's CPU per image in its best layout. On a shared
+machine whose speed moves between the ceiling's seconds and the load's, this ratio is the
+steadier one; it says what serving adds per image, while the images/s ratio also counts cores
+left idle.
 """
 
 import argparse
@@ -40,11 +46,17 @@ class Round:
     """One round: the ceiling of every layout (images/s), then a load window per concurrency."""
 
     ceiling: dict[str, float]
+    ceiling_cpu_ms: float  # CPU per image of the fastest layout
     windows: dict[int, LoadResult]
+    server_cpu_ms: dict[int, float]  # CPU per image served, per concurrency
 
     @property
     def best_ceiling(self) -> float:
         return max(self.ceiling.values())
+
+    def cpu_ratio(self, concurrency: int) -> float:
+        """The ceiling's CPU per image over the server's: 1.0 when serving adds nothing."""
+        return self.ceiling_cpu_ms / self.server_cpu_ms[concurrency]
 
 
 def main() -> None:
@@ -55,7 +67,7 @@ def main() -> None:
     server = _start_server(port, args)
     try:
         print(f"server: {_served_batch_size(port, args.model)}")
-        rounds = [_round(port, args, photos) for _ in range(args.rounds)]
+        rounds = [_round(port, server.pid, args, photos) for _ in range(args.rounds)]
     finally:
         server.terminate()
         server.wait(60)
@@ -87,18 +99,26 @@ def _layouts(batch_sizes: list[int]) -> list[Layout]:
     return [Layout(p, t, b) for p, t in sorted(shapes) for b in batch_sizes]
 
 
-def _round(port: int, args: argparse.Namespace, photos: list[tuple[str, bytes]]) -> Round:
+def _round(
+    port: int, server_pid: int, args: argparse.Namespace, photos: list[tuple[str, bytes]]
+) -> Round:
     points = measure_ceiling(
         args.model_dir / args.model,
         [data for _, data in photos],
         _layouts(args.batch_sizes),
         args.ceiling_s,
     )
-    ceiling = {str(point.layout): point.images_per_s for point in points}
-    windows = {
-        concurrency: _load(port, args, photos, concurrency) for concurrency in args.concurrency
-    }
-    return Round(ceiling=ceiling, windows=windows)
+    windows, server_cpu_ms = {}, {}
+    for concurrency in args.concurrency:
+        windows[concurrency], server_cpu_ms[concurrency] = _load(
+            port, server_pid, args, photos, concurrency
+        )
+    return Round(
+        ceiling={str(point.layout): point.images_per_s for point in points},
+        ceiling_cpu_ms=max(points, key=lambda point: point.images_per_s).cpu_ms_per_image,
+        windows=windows,
+        server_cpu_ms=server_cpu_ms,
+    )
 
 
 def _print_ceiling(args: argparse.Namespace, rounds: list[Round]) -> None:
@@ -149,8 +169,13 @@ def _served_batch_size(port: int, model: str) -> str:
 
 
 def _load(
-    port: int, args: argparse.Namespace, photos: list[tuple[str, bytes]], concurrency: int
-) -> LoadResult:
+    port: int,
+    server_pid: int,
+    args: argparse.Namespace,
+    photos: list[tuple[str, bytes]],
+    concurrency: int,
+) -> tuple[LoadResult, float]:
+    """The load window's result and the server's CPU milliseconds per image in it."""
     per_request = args.images_per_request
     path = f"/{_task(args)}?model={args.model}"
     payloads = []
@@ -158,7 +183,25 @@ def _load(
         files = [photos[(first + j) % len(photos)] for j in range(per_request)]
         payloads.append((multipart_request("127.0.0.1", port, path, files), per_request))
     asyncio.run(run_load("127.0.0.1", port, payloads, concurrency, 3.0))  # warm-up
-    return asyncio.run(run_load("127.0.0.1", port, payloads, concurrency, args.duration))
+    cpu_before = process_tree_cpu_s(server_pid)
+    result = asyncio.run(run_load("127.0.0.1", port, payloads, concurrency, args.duration))
+    cpu_s = process_tree_cpu_s(server_pid) - cpu_before
+    return result, 1000 * cpu_s / max(result.images, 1)
+
+
+def process_tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its live descendants (Linux)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # Fields after the command name (which may hold spaces): utime and stime are 12th and 13th.
+    fields = stat.rsplit(")", 1)[1].split()
+    total = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        total += sum(process_tree_cpu_s(int(child)) for child in children)
+    return total
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _report(args: argparse.Namespace, rounds: list[Round]) -> list[dict[str, object]]:
@@ -181,13 +224,31 @@ def _report(args: argparse.Namespace, rounds: list[Round]) -> list[dict[str, obj
     ceilings = [round_.best_ceiling for round_ in rounds]
     spread = ", ".join(f"{value:.1f}" for value in ceilings)
     print(f"ceiling (best layout of each round): {statistics.median(ceilings):.1f} ({spread})")
+    _print_cpu(rows, rounds)
     return rows
+
+
+def _print_cpu(rows: list[dict[str, Any]], rounds: list[Round]) -> None:
+    ceiling_cpu = [round_.ceiling_cpu_ms for round_ in rounds]
+    print(
+        f"CPU ms per image: ceiling {statistics.median(ceiling_cpu):.1f} "
+        f"({', '.join(f'{value:.1f}' for value in ceiling_cpu)})"
+    )
+    for row in rows:
+        windows = zip(row["window_server_cpu_ms"], row["window_cpu_ratios"], strict=True)
+        pairs = ", ".join(f"{cpu:.1f} {ratio:.2f}x" for cpu, ratio in windows)
+        print(
+            f"{row['concurrency']:>11} served {row['server_cpu_ms']:.1f}, "
+            f"ceiling / served {row['cpu_ratio_to_ceiling']:.2f}x  ({pairs})"
+        )
 
 
 def _row(concurrency: int, rounds: list[Round]) -> dict[str, Any]:
     windows = [round_.windows[concurrency] for round_ in rounds]
     rates = [_rate(window) for window in windows]
     ratios = [_rate(r.windows[concurrency]) / r.best_ceiling for r in rounds]
+    cpu_ms = [r.server_cpu_ms[concurrency] for r in rounds]
+    cpu_ratios = [r.cpu_ratio(concurrency) for r in rounds]
     median_window = sorted(windows, key=_rate)[len(windows) // 2]
     p50, p99 = _percentiles(median_window.latencies)
     return {
@@ -198,6 +259,10 @@ def _row(concurrency: int, rounds: list[Round]) -> dict[str, Any]:
         "p99_ms": p99,
         "ratio_to_ceiling": statistics.median(ratios),
         "window_ratios": ratios,
+        "server_cpu_ms": statistics.median(cpu_ms),
+        "window_server_cpu_ms": cpu_ms,
+        "cpu_ratio_to_ceiling": statistics.median(cpu_ratios),
+        "window_cpu_ratios": cpu_ratios,
         "failures": sum(window.failures for window in windows),
         "statuses": median_window.statuses,
     }
@@ -209,6 +274,7 @@ def _save(args: argparse.Namespace, rounds: list[Round], rows: list[dict[str, An
         "model": args.model,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "ceiling_images_per_s": [round_.ceiling for round_ in rounds],
+        "ceiling_cpu_ms_per_image": [round_.ceiling_cpu_ms for round_ in rounds],
         "http": rows,
         "server_env": args.env,
     }
