@@ -9,11 +9,13 @@ whatever they are) is written straight into a fresh embedded store; then one ser
 both alike. Prints each route's median images/s with its range and the match/classify ratio;
 then the add-reference throughput into that gallery (8 photos a request, 4 clients) and the
 store's size per 1,000 references. Before the server starts, the in-process floor: the same
-two pipelines with no HTTP in one thread (bench/match_floor.py), the ratio serving could reach.
+two pipelines with no HTTP in one thread (bench/match_floor.py), so match's own extra work per
+image, and from it the best ratio any server could reach at the measured classify rate.
 """
 
 import argparse
 import asyncio
+import os
 import sqlite3
 import statistics
 import tempfile
@@ -27,7 +29,7 @@ from app.galleries.records import GalleryLimits, NewGallery, NewReference
 from app.galleries.sqlite import FILENAME, SqliteGalleryStore
 from app.runtime.loader import load_model
 from bench.loadgen import LoadResult, multipart_request, run_load
-from bench.match_floor import FloorRound, describe_floor, measure_floor
+from bench.match_floor import FloorRound, best_served_ratio, describe_floor, measure_floor
 from bench.photos import load_photos
 from bench.serve import ROOT, _free_port, _start_server
 
@@ -171,6 +173,12 @@ def _report(
         f"(range {min(ratios):.3f}-{max(ratios):.3f})"
     )
     print(f"  {describe_floor(floor)}")
+    cores = os.cpu_count() or 1
+    print(
+        f"  best match / classify if serving cost nothing more ({cores} cores busy at classify's "
+        f"{medians['classify']:.1f} images/s): "
+        f"{best_served_ratio(floor, medians['classify'], cores):.3f}"
+    )
     print(f"  add references to it: {added:.1f} images/s (8 a request, 4 clients)")
     print(f"  store: {size / args.references * 1000 / 1e6:.2f} MB per 1,000 references")
 

@@ -4,7 +4,9 @@ Per image, classify decodes, preprocesses and runs the model in batches; match d
 that plus what only it needs: the perceptual hash of the decoded image and the exact search of
 the gallery's embeddings (the service's own `perceptual_hash` and `GalleryIndex.searcher`, run
 in the batch as the service runs them). Both are timed in one thread (CPU time per image), in
-alternating rounds; their ratio is what the HTTP ratio could reach if serving cost nothing.
+alternating rounds. Their difference is match's own extra work per image: with classify served
+at C ms of the machine's CPU per image, match can reach at most C / (C + extra) of classify's
+images/s, however little serving costs (`best_served_ratio`).
 """
 
 import itertools
@@ -113,6 +115,18 @@ def _cpu_ms_per_image(
     return 1000 * (time.thread_time() - started) / images
 
 
+def extra_ms(rounds: list[FloorRound]) -> float:
+    """Median CPU milliseconds per image that match needs beyond classify."""
+    return statistics.median(round_.match_ms - round_.classify_ms for round_ in rounds)
+
+
+def best_served_ratio(rounds: list[FloorRound], classify_images_per_s: float, cores: int) -> float:
+    """The most match can serve, as a share of classify's images/s, when classify keeps `cores`
+    busy at `classify_images_per_s` and match costs only its extra work more per image."""
+    classify_ms = 1000 * cores / classify_images_per_s
+    return classify_ms / (classify_ms + extra_ms(rounds))
+
+
 def describe_floor(rounds: list[FloorRound]) -> str:
     """One line: the medians of each pipeline and of the ratio, with its range."""
     ratios = [round_.ratio for round_ in rounds]
@@ -120,6 +134,6 @@ def describe_floor(rounds: list[FloorRound]) -> str:
     match = statistics.median(round_.match_ms for round_ in rounds)
     return (
         f"in-process floor (one thread, no HTTP, {len(rounds)} rounds): classify {classify:.1f}, "
-        f"match {match:.1f} ms CPU per image; match / classify median "
+        f"match {match:.1f} ms CPU per image (+{extra_ms(rounds):.1f}); match / classify median "
         f"{statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f})"
     )

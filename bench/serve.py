@@ -13,10 +13,10 @@ images/s and p50/p99 latency next to the ceiling with the ratio, and writes the 
 to bench/results/.
 
 The same comparison in CPU time: the server's processes' CPU per image served (from /proc,
-the load client excluded) against the ceiling's CPU per image in its best layout. On a shared
-machine whose speed moves between the ceiling's seconds and the load's, this ratio is the
-steadier one; it says what serving adds per image, while the images/s ratio also counts cores
-left idle.
+the load client excluded) against the ceiling's CPU per image in its best layout. It says what
+serving adds to each image's work, apart from cores left idle (which only the images/s ratio
+counts). It moves between rounds too: on a shared machine the CPU time an image takes changes
+with what the neighbours do.
 """
 
 import argparse

@@ -14,7 +14,13 @@ from app.galleries.phash import hamming_distances, perceptual_hash
 from app.galleries.records import GalleryRecord, GallerySnapshot
 from app.runtime.inference import ClassifyInput, make_classify_runner
 from app.runtime.loader import load_model
-from bench.match_floor import describe_floor, measure_floor
+from bench.match_floor import (
+    FloorRound,
+    best_served_ratio,
+    describe_floor,
+    extra_ms,
+    measure_floor,
+)
 from tests.galleries.helpers import EMBEDDER
 from tests.images import encode, photo
 from training.galleries.fewshot import FewShotPlan, QuerySet, choose_threshold, run_draws
@@ -140,3 +146,13 @@ def test_the_match_floor_times_both_pipelines_and_searches_each_batch(
     assert searched and set(searched) == {2}  # the match pipeline searches each whole batch
     assert torch.get_num_threads() == threads  # the caller's thread count is restored
     assert "match / classify median" in describe_floor(rounds)
+
+
+def test_the_best_served_ratio_charges_match_only_its_extra_work() -> None:
+    rounds = [
+        FloorRound(classify_ms=10.0, match_ms=12.0),
+        FloorRound(classify_ms=11.0, match_ms=14.0),
+    ]
+    assert extra_ms(rounds) == pytest.approx(2.5)
+    # Two cores at 100 images/s: classify costs 20 ms a served image, match 22.5 at least.
+    assert best_served_ratio(rounds, 100.0, 2) == pytest.approx(20 / 22.5)
