@@ -158,7 +158,7 @@ async def _lifespan(
     background: bool,
 ) -> AsyncIterator[Mapping[str, object]]:
     configure_logging(settings.log_format, settings.log_level)  # also in worker processes
-    tune_allocator()
+    tune_allocator(cores_per_process(settings.workers))
     plan = plan_runtime(settings)  # here: torch's thread settings belong to the main thread
     reloader = model_reloader(settings, plan, metrics, epochs)
     registry = reloader.registry
