@@ -39,7 +39,7 @@ class Layout:
         return f"{self.processes} proc x {self.threads} thr, batch {self.batch_size}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CeilingPoint:
     """Throughput of the whole pipeline in one layout, and the CPU time it took per image."""
 
@@ -75,7 +75,7 @@ def _measure(
         worker.join()
     images_per_s = sum(images / seconds for images, seconds, _ in counts)
     cpu_ms = 1000 * sum(cpu for _, _, cpu in counts) / sum(images for images, _, _ in counts)
-    return CeilingPoint(layout, images_per_s, cpu_ms)
+    return CeilingPoint(layout=layout, images_per_s=images_per_s, cpu_ms_per_image=cpu_ms)
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,12 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms import v2
 
-from app.imaging import ImageLimits, decode_image
+from app.imaging import decode_image
 from app.runtime.card import InputSpec, Normalization
 from app.runtime.inference import split_outputs
 from app.runtime.loader import LoadedModel, load_model
 from app.runtime.preprocessing import draft_size, preprocess_image
+from bench.ceiling import IMAGE_LIMITS
 from training.cli import main as training_cli
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,6 @@ INT8_DATA = "int8-data-fp32-top1-labels"
 # The harness's input sets (prepare.py): 512x512 crops, served by default, and the originals.
 INPUT_SETS = ("512", "orig")
 TOP_K = 5
-_LIMITS = ImageLimits(max_bytes=50 * 1024 * 1024, max_pixels=100_000_000, min_side=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -181,7 +181,7 @@ def write_int8_data(fp32: LoadedModel, photos: list[Path], data: Path, variants:
 def served_top5(loaded: LoadedModel, data: bytes) -> list[str]:
     """Top-5 labels of JPEG bytes as /classify computes them (decoder, card, archive)."""
     spec = loaded.card.input
-    decoded = decode_image(data, _LIMITS, draft_size(spec))
+    decoded = decode_image(data, IMAGE_LIMITS, draft_size(spec))
     pixels = preprocess_image(decoded.image, spec).unsqueeze(0)
     with torch.inference_mode():
         logits, _ = split_outputs(loaded.module(pixels), loaded.card, 1)
