@@ -3,6 +3,9 @@
 The embeddings are one float32 matrix; a batch of queries is one matrix product (torch, in the
 batcher's worker thread). Measured on 10,000 x 1,280 references, one thread: 16 queries in
 9-20 ms with torch, 18-29 ms with numpy and 29-33 ms with faiss-cpu's IndexFlatIP (README).
+The product reads the references as a contiguous [D, M] matrix (the snapshot's column-major
+rows, not copied): 4 queries in 2.4 ms against 4.1 with the [M, D] rows transposed, the same
+scores to 1e-7 (README, Reference galleries).
 """
 
 from collections import Counter
@@ -41,7 +44,8 @@ class GalleryIndex:
     def __init__(self, snapshot: GallerySnapshot) -> None:
         self.snapshot = snapshot
         self.generation = snapshot.gallery.generation
-        self._matrix = torch.from_numpy(snapshot.embeddings)
+        # [D, M]: a view of the column-major snapshot (a copy only if a snapshot is row-major).
+        self._columns = torch.from_numpy(np.asfortranarray(snapshot.embeddings).T)
         counts = Counter(snapshot.product_ids)
         self._most_references = max(counts.values(), default=1)
         self._searchers: dict[int, Callable[[torch.Tensor], list[list[Hit]]]] = {}
@@ -62,7 +66,7 @@ class GalleryIndex:
         """Per query, up to `top_k` products, each by its best reference, best first."""
         if self.size == 0:
             return [[] for _ in range(len(queries))]
-        similarities = queries.float().cpu() @ self._matrix.T
+        similarities = queries.float().cpu() @ self._columns
         # No product has more references than the largest one, so this many candidates always
         # hold `top_k` distinct products when the gallery has that many.
         candidates = min(self.size, top_k * self._most_references)
@@ -85,7 +89,7 @@ class GalleryIndex:
 
     def embedding_of(self, reference_id: str) -> torch.Tensor:
         """The stored embedding of one reference."""
-        return self._matrix[self.snapshot.reference_ids.index(reference_id)]
+        return self._columns[:, self.snapshot.reference_ids.index(reference_id)]
 
     def duplicate_of(self, phash: int, max_distance: int) -> Duplicate | None:
         """The stored reference whose hash is nearest to `phash`, if within `max_distance`."""

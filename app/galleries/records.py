@@ -81,7 +81,9 @@ class GallerySnapshot:
     gallery: GalleryRecord
     reference_ids: tuple[str, ...]
     product_ids: tuple[str, ...]
-    embeddings: Embeddings  # [M, D], L2-normalised rows
+    # [M, D], L2-normalised rows, column-major: the index multiplies by its transpose, which is
+    # then a contiguous [D, M] view (README, Reference galleries: 0.5 ms an image at batch 4).
+    embeddings: Embeddings
     phashes: npt.NDArray[np.uint64]  # [M]
     last_seq: int  # the store's sequence number of the last reference read
 
@@ -92,7 +94,18 @@ def extend_snapshot(base: GallerySnapshot, newer: GallerySnapshot) -> GallerySna
         gallery=newer.gallery,
         reference_ids=base.reference_ids + newer.reference_ids,
         product_ids=base.product_ids + newer.product_ids,
-        embeddings=np.concatenate([base.embeddings, newer.embeddings]),
+        embeddings=stack_columns(base.embeddings, newer.embeddings),
         phashes=np.concatenate([base.phashes, newer.phashes]),
         last_seq=newer.last_seq,
     )
+
+
+def stack_columns(*parts: Embeddings) -> Embeddings:
+    """A new float32 array of the rows of `parts`, in order, column-major (as snapshots hold
+    them)."""
+    if len(parts) == 1:
+        return np.array(parts[0], dtype=np.float32, order="F")
+    # The transpose of a column-major array is a row-major view: joining those along their rows
+    # copies once, and its transpose is the column-major result.
+    transposes = [np.asfortranarray(part, dtype=np.float32).T for part in parts]
+    return np.concatenate(transposes, axis=1).T

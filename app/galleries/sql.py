@@ -23,6 +23,7 @@ from app.galleries.records import (
     NewGallery,
     NewReference,
     ProductSummary,
+    stack_columns,
 )
 
 _GALLERY_COLUMNS = (
@@ -275,7 +276,7 @@ class SqlGalleryStore(ABC):
             gallery=record,
             reference_ids=tuple(row[1] for row in rows),
             product_ids=tuple(row[2] for row in rows),
-            embeddings=embeddings.reshape(len(rows), record.embedding_dim).astype(np.float32),
+            embeddings=stack_columns(embeddings.reshape(len(rows), record.embedding_dim)),
             phashes=np.array([_unsigned(row[4]) for row in rows], dtype=np.uint64),
             last_seq=int(rows[-1][0]) if rows else after_seq,
         )

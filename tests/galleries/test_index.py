@@ -1,5 +1,6 @@
 """The in-memory index, the batched search hook, perceptual hashes and the few-shot measure."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
@@ -11,7 +12,7 @@ from PIL import Image
 
 from app.galleries.index import GalleryIndex, Hit
 from app.galleries.phash import hamming_distances, perceptual_hash
-from app.galleries.records import GalleryRecord, GallerySnapshot
+from app.galleries.records import GalleryRecord, GallerySnapshot, stack_columns
 from app.runtime.inference import ClassifyInput, make_classify_runner
 from app.runtime.loader import load_model
 from bench.match_floor import (
@@ -62,6 +63,24 @@ def test_search_ranks_products_by_their_best_reference() -> None:
     [every] = index.search(torch.tensor([[0.0, 1.0]]), top_k=10)
     assert [h.product_id for h in every] == ["b", "c", "a"]  # each product once
     assert index.searcher(3) is index.searcher(3)  # one object: concurrent queries group
+
+
+def test_search_scores_equal_a_row_by_row_product_on_column_major_stacks() -> None:
+    generator = np.random.default_rng(0)
+    rows = generator.normal(size=(300, 64)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    stacked = stack_columns(rows[:120], rows[120:250], rows[250:])
+    assert stacked.flags.f_contiguous and stacked.dtype == np.float32
+    np.testing.assert_array_equal(stacked, rows)
+    products = [f"p{i % 60}" for i in range(300)]
+    built = snapshot(rows.tolist(), products)
+    index = GalleryIndex(replace(built, embeddings=stacked))
+    queries = torch.from_numpy(rows[[7, 150, 299]] + 0.01)
+    expected = queries.numpy() @ rows.T
+    for query_scores, hits in zip(expected, index.search(queries, top_k=3), strict=True):
+        best = int(np.argmax(query_scores))
+        assert hits[0].reference_id == f"r{best}"
+        assert hits[0].similarity == pytest.approx(float(query_scores[best]), abs=1e-5)
 
 
 def test_concurrent_matches_share_one_search_call(embedder_store: Path) -> None:

@@ -138,6 +138,10 @@ async def test_replica_copies_fetch_additions_and_reload_after_removals(
     whole = gallery_store.snapshot("shop")
     assert extended is not first and extended.snapshot.reference_ids == whole.reference_ids
     np.testing.assert_array_equal(extended.snapshot.embeddings, whole.embeddings)
+    for index in (first, extended):  # column-major, searched in place (not copied per index)
+        assert index.snapshot.embeddings.flags.f_contiguous
+        reference = index.embedding_of(index.snapshot.reference_ids[-1]).numpy()
+        assert np.shares_memory(reference, index.snapshot.embeddings)
     assert gallery_store.snapshot("shop", whole.last_seq).reference_ids == ()  # nothing newer
     gallery_store.delete_product("shop", "a")
     gallery_store.add_references("shop", "c", references(1, seed=3), LIMITS)
