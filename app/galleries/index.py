@@ -1,13 +1,14 @@
 """One gallery generation in memory: exact cosine search and near-duplicate look-up.
 
 The embeddings are one float32 matrix; a batch of queries is one matrix product (torch, in the
-batcher's worker thread). Measured on 10,000 x 1,280 references, one thread: 16 queries in
-9-20 ms with torch, 18-29 ms with numpy and 29-33 ms with faiss-cpu's IndexFlatIP (README).
-The product reads the references as a contiguous [D, M] matrix (the snapshot's column-major
-rows, not copied): 4 queries in 2.4 ms against 4.1 with the [M, D] rows transposed, the same
-scores to 1e-7 (README, Reference galleries).
+batcher's worker thread, on the model's device). Measured on 10,000 x 1,280 references, one
+thread: 16 queries in 9-20 ms with torch, 18-29 ms with numpy and 29-33 ms with faiss-cpu's
+IndexFlatIP (README). The product reads the references as a contiguous [D, M] matrix (the
+snapshot's column-major rows, not copied): 4 queries in 2.4 ms against 4.1 with the [M, D] rows
+transposed, the same scores to 1e-7 (README, Reference galleries).
 """
 
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,10 @@ class GalleryIndex:
         self.generation = snapshot.gallery.generation
         # [D, M]: a view of the column-major snapshot (a copy only if a snapshot is row-major).
         self._columns = torch.from_numpy(np.asfortranarray(snapshot.embeddings).T)
+        # The search runs where the model's embeddings are: on a GPU a copy there spares the
+        # CPU the product, which on CPU costs more than half of match's extra work per image.
+        self._columns_by_device = {self._columns.device: self._columns}
+        self._copying = threading.Lock()
         counts = Counter(snapshot.product_ids)
         self._most_references = max(counts.values(), default=1)
         self._searchers: dict[int, Callable[[torch.Tensor], list[list[Hit]]]] = {}
@@ -66,7 +71,7 @@ class GalleryIndex:
         """Per query, up to `top_k` products, each by its best reference, best first."""
         if self.size == 0:
             return [[] for _ in range(len(queries))]
-        similarities = queries.float().cpu() @ self._columns
+        similarities = queries.float() @ self._columns_on(queries.device)
         # No product has more references than the largest one, so this many candidates always
         # hold `top_k` distinct products when the gallery has that many.
         candidates = min(self.size, top_k * self._most_references)
@@ -75,6 +80,17 @@ class GalleryIndex:
             self._distinct_products(score_row, row_ids, top_k)
             for score_row, row_ids in zip(scores.tolist(), rows.tolist(), strict=True)
         ]
+
+    def _columns_on(self, device: torch.device) -> torch.Tensor:
+        """The references on `device`, copied there by the first search that needs them."""
+        columns = self._columns_by_device.get(device)
+        if columns is None:
+            with self._copying:  # two inference workers may ask at once: one copy
+                columns = self._columns_by_device.get(device)
+                if columns is None:
+                    columns = self._columns.to(device)
+                    self._columns_by_device[device] = columns
+        return columns
 
     def _distinct_products(self, scores: list[float], rows: list[int], top_k: int) -> list[Hit]:
         hits: dict[str, Hit] = {}

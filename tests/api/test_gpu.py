@@ -8,6 +8,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from app.config import Settings
+from app.galleries.index import GalleryIndex
 from app.gpu_imaging import GpuJpegDecoder
 from app.imaging import ImageLimits, decode_image
 from app.main import create_app
@@ -15,6 +16,7 @@ from app.runtime.card import InputSpec
 from app.runtime.loader import load_model
 from app.runtime.precision import choose_precision
 from app.runtime.preprocessing import draft_size, preprocess_image
+from tests.galleries.helpers import gallery_snapshot
 from tests.images import BLUE, GREEN, RED, encode, oriented_jpeg, photo, quadrants, solid
 
 JPEG = {"Content-Type": "image/jpeg"}
@@ -141,3 +143,17 @@ def test_gpu_tensor_preprocessing_is_within_the_bound_of_the_cpu_path() -> None:
             assert image is not None and image.pixels.is_cuda
             gap = (image.pixels.cpu().float() - expected.float()).abs().mean().item()
             assert gap <= 4.0, (name, spec, gap)
+
+
+def test_gallery_search_runs_on_the_queries_device_with_the_cpu_answers() -> None:
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.nn.functional.normalize(torch.randn(500, 64, generator=generator), dim=1)
+    index = GalleryIndex(gallery_snapshot(rows.numpy(), [f"p{i % 100}" for i in range(500)]))
+    queries = rows[[3, 250, 499]] + 0.01
+    on_cpu = index.search(queries, top_k=5)
+    on_gpu = index.search(queries.cuda(), top_k=5)
+    assert index.search(queries.cuda(), top_k=5) == on_gpu  # the copy is made once and kept
+    for cpu_hits, gpu_hits in zip(on_cpu, on_gpu, strict=True):
+        assert [h.reference_id for h in cpu_hits] == [h.reference_id for h in gpu_hits]
+        for cpu_hit, gpu_hit in zip(cpu_hits, gpu_hits, strict=True):
+            assert cpu_hit.similarity == pytest.approx(gpu_hit.similarity, abs=1e-5)

@@ -1,10 +1,14 @@
 """A tiny embedding classifier for gallery tests: its embedding is the top-left colour."""
 
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 
+from app.galleries.records import GalleryRecord, GallerySnapshot
 from app.runtime.card import SimilaritySpec
 from tests.conftest import tiny_card
 from training.classification.modules import EmbeddingClassifier, NormalizedClassifier
@@ -52,3 +56,30 @@ def export_embedders(store: Path, name: str = EMBEDDER, scale: float = 1.0) -> N
         name, outputs=("logits", "embedding"), embedding_dim=3, similarity=similarity()
     )
     export_model(module, card, store)
+
+
+def gallery_snapshot(vectors: npt.ArrayLike, products: list[str]) -> GallerySnapshot:
+    """A gallery of one reference per row of `vectors` (L2-normalised here), ids r0, r1, ..."""
+    rows = torch.from_numpy(np.asarray(vectors, dtype=np.float32))
+    matrix = torch.nn.functional.normalize(rows, dim=1).numpy()
+    record = GalleryRecord(
+        name="g",
+        model="m",
+        model_sha256="0" * 64,
+        embedding_dim=matrix.shape[1],
+        threshold=0.5,
+        threshold_source="test",
+        created_at=datetime.now(UTC),
+        generation=1,
+        pruned_generation=0,
+        products=len(set(products)),
+        references=len(products),
+    )
+    return GallerySnapshot(
+        gallery=record,
+        reference_ids=tuple(f"r{i}" for i in range(len(products))),
+        product_ids=tuple(products),
+        embeddings=matrix,
+        phashes=np.arange(len(products), dtype=np.uint64),
+        last_seq=len(products),
+    )

@@ -1,7 +1,6 @@
 """The in-memory index, the batched search hook, perceptual hashes and the few-shot measure."""
 
 from dataclasses import replace
-from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from PIL import Image
 
 from app.galleries.index import GalleryIndex, Hit
 from app.galleries.phash import hamming_distances, perceptual_hash
-from app.galleries.records import GalleryRecord, GallerySnapshot, stack_columns
+from app.galleries.records import stack_columns
 from app.runtime.inference import ClassifyInput, make_classify_runner
 from app.runtime.loader import load_model
 from bench.match_floor import (
@@ -22,40 +21,17 @@ from bench.match_floor import (
     extra_ms,
     measure_floor,
 )
-from tests.galleries.helpers import EMBEDDER
+from tests.galleries.helpers import EMBEDDER, gallery_snapshot
 from tests.images import encode, photo
 from training.galleries.fewshot import FewShotPlan, QuerySet, choose_threshold, run_draws
 
 DISTANCE = 9  # the default VISION_GALLERY_DUPLICATE_DISTANCE
 
 
-def snapshot(vectors: list[list[float]], products: list[str]) -> GallerySnapshot:
-    matrix = torch.nn.functional.normalize(torch.tensor(vectors), dim=1).numpy()
-    record = GalleryRecord(
-        name="g",
-        model="m",
-        model_sha256="0" * 64,
-        embedding_dim=matrix.shape[1],
-        threshold=0.5,
-        threshold_source="test",
-        created_at=datetime.now(UTC),
-        generation=1,
-        pruned_generation=0,
-        products=len(set(products)),
-        references=len(products),
-    )
-    return GallerySnapshot(
-        gallery=record,
-        reference_ids=tuple(f"r{i}" for i in range(len(products))),
-        product_ids=tuple(products),
-        embeddings=matrix,
-        phashes=np.arange(len(products), dtype=np.uint64),
-        last_seq=len(products),
-    )
-
-
 def test_search_ranks_products_by_their_best_reference() -> None:
-    index = GalleryIndex(snapshot([[1, 0], [0.9, 0.1], [0, 1], [0.7, 0.7]], ["a", "a", "b", "c"]))
+    index = GalleryIndex(
+        gallery_snapshot([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.7, 0.7]], ["a", "a", "b", "c"])
+    )
     query = torch.nn.functional.normalize(torch.tensor([[1.0, 0.05]]), dim=1)
     [hits] = index.search(query, top_k=2)
     assert [(h.product_id, h.reference_id) for h in hits] == [("a", "r0"), ("c", "r3")]
@@ -73,8 +49,7 @@ def test_search_scores_equal_a_row_by_row_product_on_column_major_stacks() -> No
     assert stacked.flags.f_contiguous and stacked.dtype == np.float32
     np.testing.assert_array_equal(stacked, rows)
     products = [f"p{i % 60}" for i in range(300)]
-    built = snapshot(rows.tolist(), products)
-    index = GalleryIndex(replace(built, embeddings=stacked))
+    index = GalleryIndex(replace(gallery_snapshot(rows, products), embeddings=stacked))
     queries = torch.from_numpy(rows[[7, 150, 299]] + 0.01)
     expected = queries.numpy() @ rows.T
     for query_scores, hits in zip(expected, index.search(queries, top_k=3), strict=True):
@@ -116,7 +91,7 @@ def test_perceptual_hash_survives_copies_and_tells_photos_apart() -> None:
     assert hamming_distances(original, stored).max() <= DISTANCE
     others = np.array([perceptual_hash(coffee), perceptual_hash(rocket)], dtype=np.uint64)
     assert hamming_distances(original, others).min() > DISTANCE
-    index = GalleryIndex(snapshot([[1.0, 0.0]], ["cat"]))
+    index = GalleryIndex(gallery_snapshot([[1.0, 0.0]], ["cat"]))
     assert index.duplicate_of(int(stored[0]), DISTANCE) is None  # its stored hash is 0
 
 
@@ -152,7 +127,7 @@ def test_the_match_floor_times_both_pipelines_and_searches_each_batch(
         return search(index, queries, top_k)
 
     monkeypatch.setattr(GalleryIndex, "search", counted)
-    gallery = snapshot([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], ["a", "b", "c"])
+    gallery = gallery_snapshot([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], ["a", "b", "c"])
     photos = [encode(photo("chelsea")), encode(photo("coffee"))]
     threads = torch.get_num_threads()
 
