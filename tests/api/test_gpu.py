@@ -151,8 +151,10 @@ def test_gallery_search_runs_on_the_queries_device_with_the_cpu_answers() -> Non
     index = GalleryIndex(gallery_snapshot(rows.numpy(), [f"p{i % 100}" for i in range(500)]))
     queries = rows[[3, 250, 499]] + 0.01
     on_cpu = index.search(queries, top_k=5)
+    before = torch.cuda.memory_allocated()
     on_gpu = index.search(queries.cuda(), top_k=5)
-    assert index.search(queries.cuda(), top_k=5) == on_gpu  # the copy is made once and kept
+    assert torch.cuda.memory_allocated() - before >= rows.numel() * 4  # references kept there
+    assert index.search(queries.cuda(), top_k=5) == on_gpu
     for cpu_hits, gpu_hits in zip(on_cpu, on_gpu, strict=True):
         assert [h.reference_id for h in cpu_hits] == [h.reference_id for h in gpu_hits]
         for cpu_hit, gpu_hit in zip(cpu_hits, gpu_hits, strict=True):
