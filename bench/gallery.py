@@ -10,7 +10,8 @@ both alike. Prints each route's median images/s with its range and the match/cla
 then the add-reference throughput into that gallery (8 photos a request, 4 clients) and the
 store's size per 1,000 references. Before the server starts, the in-process floor: the same
 two pipelines with no HTTP in one thread (bench/match_floor.py), so match's own extra work per
-image, and from it the best ratio any server could reach at the measured classify rate.
+image, and from it the best ratio any server could reach at the measured classify rate (not
+measured for a server on a GPU, where neither applies).
 """
 
 import argparse
@@ -27,6 +28,7 @@ import torch
 
 from app.galleries.records import GalleryLimits, NewGallery, NewReference
 from app.galleries.sqlite import FILENAME, SqliteGalleryStore
+from app.runtime.device import resolve_device
 from app.runtime.loader import load_model
 from bench.loadgen import LoadResult, multipart_request, run_load
 from bench.match_floor import FloorRound, best_served_ratio, describe_floor, measure_floor
@@ -43,13 +45,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-gallery-") as directory:
         store_dir = Path(directory)
         size = _fill(store_dir, args)
-        floor = measure_floor(
-            args.model_dir / args.model,
-            SqliteGalleryStore(store_dir).snapshot("bench"),
-            [data for _, data in photos],
-            rounds=args.floor_rounds,
-            seconds=args.floor_s,
-        )
+        skipped = floor_skipped(args.env, args.floor_rounds)
+        floor = skipped if skipped is not None else _floor(store_dir, args, photos)
         port = _free_port()
         args.env = [*args.env, f"VISION_GALLERY_DIR={store_dir}"]
         args.env += ["VISION_GALLERY_MAX_REFERENCES_PER_PRODUCT=10000"]
@@ -61,6 +58,35 @@ def main() -> None:
             server.terminate()
             server.wait(60)
     _report(args, rates, added, size, floor)
+
+
+def _floor(
+    store_dir: Path, args: argparse.Namespace, photos: list[tuple[str, bytes]]
+) -> list[FloorRound]:
+    return measure_floor(
+        args.model_dir / args.model,
+        SqliteGalleryStore(store_dir).snapshot("bench"),
+        [data for _, data in photos],
+        rounds=args.floor_rounds,
+        seconds=args.floor_s,
+    )
+
+
+def floor_skipped(env: list[str], floor_rounds: int) -> str | None:
+    """Why the in-process floor is not measured, or None when it is.
+
+    The floor runs both pipelines on the CPU and its bound assumes the server spends the cores'
+    time: neither describes a server on a GPU (which `auto` picks wherever CUDA is present).
+    """
+    if floor_rounds <= 0:
+        return "not measured (--floor-rounds 0)"
+    setting = dict(item.split("=", 1) for item in env).get(
+        "VISION_DEVICE", os.environ.get("VISION_DEVICE", "auto")
+    )
+    device = resolve_device(setting)
+    if device.type != "cpu":
+        return f"not measured: the server runs on {device}; the floor and its bound are for CPU"
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -160,7 +186,7 @@ def _report(
     rates: dict[str, list[float]],
     added: float,
     size: int,
-    floor: list[FloorRound],
+    floor: list[FloorRound] | str,
 ) -> None:
     medians = {route: statistics.median(values) for route, values in rates.items()}
     print(f"{args.model}, gallery of {args.references} references, concurrency {args.concurrency}")
@@ -172,13 +198,16 @@ def _report(
         f"  match / classify: median {statistics.median(ratios):.3f} per pair "
         f"(range {min(ratios):.3f}-{max(ratios):.3f})"
     )
-    print(f"  {describe_floor(floor)}")
-    cores = os.cpu_count() or 1
-    print(
-        f"  best match / classify if serving cost nothing more ({cores} cores busy at classify's "
-        f"{medians['classify']:.1f} images/s): "
-        f"{best_served_ratio(floor, medians['classify'], cores):.3f}"
-    )
+    if isinstance(floor, str):
+        print(f"  in-process floor: {floor}")
+    else:
+        print(f"  {describe_floor(floor)}")
+        cores = os.cpu_count() or 1
+        print(
+            f"  best match / classify if serving cost nothing more ({cores} cores busy at "
+            f"classify's {medians['classify']:.1f} images/s): "
+            f"{best_served_ratio(floor, medians['classify'], cores):.3f}"
+        )
     print(f"  add references to it: {added:.1f} images/s (8 a request, 4 clients)")
     print(f"  store: {size / args.references * 1000 / 1e6:.2f} MB per 1,000 references")
 
