@@ -48,7 +48,7 @@ class GalleryIndex:
         # [D, M]: a view of the column-major snapshot (a copy only if a snapshot is row-major).
         self._columns = torch.from_numpy(np.asfortranarray(snapshot.embeddings).T)
         # The search runs where the model's embeddings are: on a GPU a copy there spares the
-        # CPU the product, which on CPU costs more than half of match's extra work per image.
+        # CPU the product, about half of match's extra CPU work per image (README).
         self._columns_by_device = {self._columns.device: self._columns}
         self._copying = threading.Lock()
         counts = Counter(snapshot.product_ids)
