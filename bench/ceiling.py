@@ -22,7 +22,7 @@ from app.runtime.loader import LoadedModel, load_model
 from app.runtime.optimize import optimize_for_cpu
 from app.runtime.preprocessing import draft_size, preprocess_image
 from app.runtime.segmentation import SegmentInput, make_segment_runner
-from app.services.masks import encode_png
+from app.services.segmentation import mask_encoder
 
 IMAGE_LIMITS = ImageLimits(max_bytes=50 * 1024 * 1024, max_pixels=100_000_000, min_side=1)
 
@@ -119,10 +119,10 @@ def pipeline(model: LoadedModel) -> Callable[[list[bytes]], object]:
         return lambda batch: detect([DetectInput(*prepare(data), threshold, 100) for data in batch])
     if model.card.task == "segment":
         segment = make_segment_runner(model)
-        # The service also encodes every mask (PNG by default): part of the work per image.
-        return lambda batch: [
-            encode_png(result.class_map)
-            for result in segment([SegmentInput(*prepare(data)) for data in batch])
-        ]
+        # The service also encodes every mask (PNG by default), in the batch: its own encoder.
+        encode_mask = mask_encoder("png")
+        return lambda batch: segment(
+            [SegmentInput(*prepare(data), encode_mask=encode_mask) for data in batch]
+        )
     classify = make_classify_runner(model)
     return lambda batch: classify([ClassifyInput(prepare(data)[0], 5) for data in batch])

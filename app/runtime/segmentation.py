@@ -8,7 +8,7 @@ over the image pixel it describes. Training scores models with the same `class_m
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,7 @@ class SegmentInput:
     pixels: torch.Tensor
     width: int
     height: int
-    encode_mask: MaskEncoder | None = None
+    encode_mask: MaskEncoder | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -42,11 +42,13 @@ async def segment_uploads(
     """Answer every upload; a lone unusable upload raises its error instead."""
     # Masks are CPU work on whole upload-sized maps: the batcher's worker encodes each one
     # right after its forward pass, so nothing else here leaves the event loop.
-    encode_mask = _ENCODERS[mask_format]
+    encode_mask = mask_encoder(mask_format)
     outcomes = await run_uploads(
         uploads,
         served,
-        lambda image: SegmentInput(image.pixels, image.width, image.height, encode_mask),
+        lambda image: SegmentInput(
+            image.pixels, image.width, image.height, encode_mask=encode_mask
+        ),
         preparer=preparer,
         timeout_s=timeout_s,
         metrics=metrics,
@@ -119,3 +121,8 @@ def _rle_mask(class_map: np.ndarray, pixels: np.ndarray) -> RleMask:
 
 
 _ENCODERS: dict[MaskFormat, MaskEncoder] = {"png": _png_mask, "rle": _rle_mask}
+
+
+def mask_encoder(mask_format: MaskFormat) -> MaskEncoder:
+    """What turns a class map into the answer's mask in `mask_format` (run in the batch)."""
+    return _ENCODERS[mask_format]

@@ -64,7 +64,9 @@ def test_each_mask_is_encoded_in_the_batch_by_its_own_input(model_store: Path) -
         seen.append((class_ids.shape, int(counts.sum()), threading.get_ident()))
         return class_ids.shape, int(counts.sum())
 
-    plain, encoded = runner([SegmentInput(pixels, 30, 20), SegmentInput(pixels, 50, 40, summary)])
+    plain, encoded = runner(
+        [SegmentInput(pixels, 30, 20), SegmentInput(pixels, 50, 40, encode_mask=summary)]
+    )
 
     assert plain.mask is None
     assert encoded.mask == ((40, 50), 50 * 40)
